@@ -1,0 +1,238 @@
+"""The convzoo command line: parse options, call one library function, print the result.
+
+TensorFlow is imported only inside the commands that need it (train, evaluate, predict, fetch).
+"""
+import json
+import os
+import sys
+
+import click
+
+from convzoo import __version__, zoo
+from convzoo import data as catalog
+from convzoo.errors import ConvzooError
+
+MODELS_DIR = os.environ.get("CONVZOO_MODELS") or os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models")
+
+
+class Group(click.Group):
+    """Turns a ConvzooError into one line on stderr (exit 1) and Ctrl-C into exit 130."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ConvzooError as e:
+            raise click.ClickException(str(e)) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+def err(msg):
+    click.echo(msg, err=True)
+
+
+data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False),
+                               help="Dataset folder (default: $CONVZOO_DATA, else ~/.convzoo/data).")
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="convzoo")
+def cli():
+    """convzoo: train, evaluate and use the classic convolutional networks."""
+
+
+def main():
+    cli(prog_name="convzoo")
+
+
+# ---------------------------------------------------------------- models
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.option("--dataset", help="Only the models for this dataset.")
+def models(as_json, dataset):
+    """List the zoo: name, dataset, parameters, source row, recipe."""
+    if dataset:
+        catalog.get(dataset)
+    rows = []
+    for name in zoo.list_models(dataset=dataset):
+        s = zoo.get_spec(name)
+        r = s.recipe
+        rows.append({"name": name, "datasets": list(s.datasets), "params": s.params,
+                     "source": s.source, "description": s.description, "head": s.head,
+                     "recipe": {"optimizer": r.optimizer, "learning_rate": r.learning_rate,
+                                "batch_size": r.batch_size, "epochs": r.epochs, "loop": r.loop,
+                                "schedule": r.schedule, "augment": r.augment},
+                     "reported": s.reported})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'name':<22}{'dataset':<24}{'params':>11}  {'source':<7}recipe")
+    for row in rows:
+        r = row["recipe"]
+        recipe = (f"{r['optimizer']} lr {r['learning_rate']:g}, batch {r['batch_size']}, "
+                  f"{r['epochs']} epochs" + (", tape loop" if r["loop"] == "tape" else "") +
+                  (", cosine" if r["schedule"] == "cosine" else "") + (", augment" if r["augment"] else ""))
+        click.echo(f"{row['name']:<22}{','.join(row['datasets']):<24}{row['params']:>11,}  "
+                   f"{row['source']:<7}{recipe}")
+
+
+# ---------------------------------------------------------------- data
+@cli.group(cls=Group)
+def data():
+    """List, show and fetch datasets."""
+
+
+@data.command("list")
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def data_list(data_dir, as_json):
+    """Each dataset: whether found, where, how many images."""
+    from convzoo.data import store
+
+    root = store.data_dir(data_dir)
+    rows = [store.status(name, root) for name in catalog.DATASETS]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        state = (f"train {r['train']:,}  test {r['test']:,}" if r["found"]
+                 else r["error"] or "not found")
+        click.echo(f"{r['name']:<15}{'found' if r['found'] else 'missing':<9}{state:<28}{r['path']}")
+
+
+@data.command("show")
+@click.argument("name")
+@data_dir_option
+@click.option("--output", type=click.Path(dir_okay=False), help="Write the sample grid to this PNG.")
+@click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True)
+@click.option("--count", type=click.IntRange(1, 200), default=32, show_default=True,
+              help="How many sample images.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --output file.")
+def data_show(name, data_dir, output, split, count, overwrite):
+    """A grid of sample images with class names, and the class balance (S7)."""
+    import numpy as np
+
+    from convzoo.data import store
+    from convzoo.fileio import check_output
+
+    info = catalog.get(name)
+    if output:
+        output = check_output(output, overwrite)
+    x, y = store.load(name, store.data_dir(data_dir), split)
+    counts = np.bincount(np.asarray(y, int), minlength=len(info.classes))
+    click.echo(f"{name} {split}: {len(y):,} images, {len(info.classes)} classes, "
+               f"shape {tuple(x.shape[1:])}")
+    for cls, n in zip(info.classes, counts):
+        click.echo(f"  {cls:<14}{n:>7,}  {100 * n / max(len(y), 1):5.1f}%")
+    if output:
+        from convzoo import plots
+        from convzoo.fileio import save_figure
+
+        pick = np.random.default_rng(0).choice(len(y), size=min(count, len(y)), replace=False)
+        save_figure(plots.image_grid([x[i] for i in pick], [info.classes[y[i]] for i in pick],
+                                     title=f"{name} ({split})"), output)
+        click.echo(f"wrote {output}")
+
+
+@data.command("fetch")
+@click.argument("name")
+@data_dir_option
+def data_fetch(name, data_dir):
+    """Download a dataset through keras.datasets (needs the network)."""
+    from convzoo.data import store
+
+    catalog.get(name)
+    where = store.fetch(name, store.data_dir(data_dir))
+    click.echo(f"{name} written to {where}")
+
+
+# ---------------------------------------------------------------- train
+@cli.command()
+@click.argument("dataset")
+@click.option("--model", "model_name", help="Zoo model name (default: the dataset's seed model).")
+@click.option("--optimizer", type=click.Choice(zoo.OPTIMIZERS), help="Override the recipe's optimizer.")
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True))
+@click.option("--epochs", type=click.IntRange(min=1))
+@click.option("--batch-size", type=click.IntRange(min=1))
+@click.option("--validation-split", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Fraction of the training images held out, stratified (default 0.2).")
+@click.option("--limit", type=click.IntRange(min=1), help="Train on the first N training images only.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@data_dir_option
+@click.option("--output", type=click.Path(dir_okay=False),
+              help="Checkpoint path, .h5 (default) or .keras [default: runs/MODEL.h5].")
+@click.option("--overwrite", is_flag=True, help="Replace an existing checkpoint and run folder.")
+def train(dataset, model_name, optimizer, learning_rate, epochs, batch_size, validation_split,
+          limit, seed, data_dir, output, overwrite):
+    """Train a zoo model on DATASET and save a checkpoint with its run folder."""
+    from convzoo import train as training
+
+    p = training.plan(dataset, model_name, output=output, data_dir=data_dir, seed=seed, limit=limit,
+                      overwrite=overwrite, optimizer=optimizer, learning_rate=learning_rate,
+                      epochs=epochs, batch_size=batch_size, validation_split=validation_split)
+    meta = training.train(p, log=err)
+    best = meta["best"]
+    click.echo(f"saved {p.output} and {p.run_dir}{os.sep} (config.json, history.csv, curves.png); "
+               f"best val_accuracy {best['val_accuracy']:.4f} at epoch {best['epoch']}")
+
+
+# ---------------------------------------------------------------- evaluate / predict
+def resolve_checkpoint(name):
+    """A checkpoint path, or a dataset name meaning the bundled models/<dataset>.h5."""
+    if name in catalog.DATASETS and not os.path.exists(name):
+        path = os.path.join(MODELS_DIR, f"{name}.h5")
+        if not os.path.isfile(path):
+            raise ConvzooError(f"no bundled model for {name} ({path} is missing)")
+        return path
+    return name
+
+
+@cli.command()
+@click.argument("checkpoint")
+@data_dir_option
+@click.option("--limit", type=click.IntRange(min=1), help="Score only the first N test images.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--report-dir", type=click.Path(file_okay=False),
+              help="Write confusion_matrix.png, misclassified.png and metrics.json here.")
+def evaluate(checkpoint, data_dir, limit, as_json, report_dir):
+    """Score CHECKPOINT (a file, or a dataset name for a bundled model) on the test set."""
+    from convzoo import evaluate as ev
+
+    result = ev.evaluate(resolve_checkpoint(checkpoint), data_dir, limit, report_dir)
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        click.echo(ev.format_text(result, [r["class"] for r in result["per_class"]]))
+        if report_dir:
+            click.echo(f"\nreport written to {report_dir}")
+
+
+@cli.command()
+@click.argument("images", nargs=-1, required=True)
+@click.option("--model", "model_path",
+              help="Checkpoint file, or a dataset name (mnist, fashion_mnist, ...) for a bundled model.")
+@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def predict(images, model_path, top_k, as_json):
+    """Top-k labels with probabilities for each image (files or folders)."""
+    from convzoo import predict as pr
+
+    if not model_path:
+        raise ConvzooError("choose a model with --model CHECKPOINT, or a dataset name for a bundled "
+                           f"model: {', '.join(catalog.DATASETS)}")
+    results = pr.predict(list(images), resolve_checkpoint(model_path), top_k)
+    if as_json:
+        click.echo(json.dumps(results))
+    else:
+        for r in results:
+            if r["error"]:
+                continue
+            preds = ", ".join(f"{p['label']} {p['probability']:.3f}" for p in r["predictions"])
+            click.echo(f"{r['file']}: {preds}")
+    failed = [r for r in results if r["error"]]
+    for r in failed:
+        err(f"error: {r['error']}")
+    if failed:
+        sys.exit(1)

@@ -1,0 +1,86 @@
+"""Where datasets live, how they are found, fetched and split."""
+import os
+
+import numpy as np
+
+from convzoo import data as catalog
+from convzoo.errors import DataError
+
+DEFAULT_DIR = os.path.join("~", ".convzoo", "data")
+
+
+def data_dir(given=None):
+    """--data-dir, else $CONVZOO_DATA, else ~/.convzoo/data."""
+    path = given or os.environ.get("CONVZOO_DATA") or DEFAULT_DIR
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def folder(name, root):
+    return os.path.join(root, name)
+
+
+def status(name, root):
+    """One row of `convzoo data list`."""
+    info = catalog.get(name)
+    where = folder(name, root)
+    row = {"name": name, "title": info.title, "classes": len(info.classes), "path": where,
+           "found": False, "train": None, "test": None, "error": None}
+    try:
+        counts = catalog.loader(name).counts(where)
+    except DataError as e:
+        row["error"] = str(e)
+        return row
+    if counts:
+        row.update(found=True, **counts)
+    return row
+
+
+def load(name, root, split, fetch_missing=False):
+    """(x uint8 NHWC, y int) of a split, fetching the dataset first if asked and possible."""
+    mod = catalog.loader(name)
+    where = folder(name, root)
+    if mod.find(where) is None:
+        if not fetch_missing:
+            raise DataError(f"{name} not found: {mod.missing_message(where)} "
+                            f"(or run `convzoo data fetch {name}` online)")
+        fetch(name, root)
+    return mod.load(where, split)
+
+
+def fetch(name, root):
+    """Download through keras.datasets and write the official file layout into root/name."""
+    from convzoo import backend
+
+    keras = backend.load()
+    catalog.get(name)
+    mod = catalog.loader(name)
+    where = folder(name, root)
+    source = getattr(keras.datasets, name, None)
+    if source is None or not hasattr(mod, "write"):
+        raise DataError(f"cannot download {name}: {mod.missing_message(where)}")
+    try:
+        (x_train, y_train), (x_test, y_test) = source.load_data()
+    except Exception as e:  # keras raises plain Exception subclasses for network failures
+        raise DataError(f"cannot download {name} ({type(e).__name__}); offline, "
+                        f"{mod.missing_message(where)}") from None
+    mod.write(where, "train", x_train, y_train)
+    mod.write(where, "test", x_test, y_test)
+    return where
+
+
+def stratified_split(y, fraction, seed=42):
+    """Indices (train, validation): `fraction` of each class goes to validation (S6: random_state 42)."""
+    if not 0 < fraction < 1:
+        raise DataError(f"validation split must be between 0 and 1, got {fraction}")
+    rng = np.random.default_rng(seed)
+    val = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        rng.shuffle(idx)
+        val.append(idx[: int(round(fraction * len(idx)))])
+    val = np.sort(np.concatenate(val))
+    if len(val) == 0 or len(val) == len(y):
+        raise DataError(f"a validation split of {fraction} leaves no training or no validation "
+                        f"images out of {len(y)}")
+    train = np.setdiff1d(np.arange(len(y)), val)
+    return train, val

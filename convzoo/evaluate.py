@@ -1,0 +1,106 @@
+"""Test-set evaluation: accuracy, loss, per-class precision/recall/F1 and the confusion matrix (S5)."""
+import os
+
+import numpy as np
+
+from convzoo.errors import CheckpointError
+
+
+def confusion_matrix(y_true, y_pred, k):
+    """Rows = true class, columns = predicted class."""
+    cm = np.zeros((k, k), dtype=np.int64)
+    np.add.at(cm, (np.asarray(y_true, int), np.asarray(y_pred, int)), 1)
+    return cm
+
+
+def per_class(cm, class_names):
+    rows = []
+    for i, name in enumerate(class_names):
+        tp = cm[i, i]
+        predicted, actual = cm[:, i].sum(), cm[i, :].sum()
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / actual if actual else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        rows.append({"class": name, "precision": round(float(precision), 4),
+                     "recall": round(float(recall), 4), "f1": round(float(f1), 4),
+                     "support": int(actual)})
+    return rows
+
+
+def cross_entropy(probs, y):
+    p = np.clip(probs[np.arange(len(y)), np.asarray(y, int)], 1e-7, 1.0)
+    return float(-np.log(p).mean())
+
+
+def score(probs, y, class_names):
+    """The result object `convzoo evaluate --json` prints."""
+    pred = probs.argmax(axis=1)
+    cm = confusion_matrix(y, pred, len(class_names))
+    return {"accuracy": round(float((pred == y).mean()), 6), "loss": round(cross_entropy(probs, y), 6),
+            "n": int(len(y)), "per_class": per_class(cm, class_names),
+            "confusion_matrix": cm.tolist()}
+
+
+def check_fits(meta, dataset_info, path):
+    """A checkpoint used with data of another shape or class count: a clear error naming both."""
+    if tuple(meta["input_shape"]) != tuple(dataset_info.input_shape) or \
+            len(meta["classes"]) != len(dataset_info.classes):
+        raise CheckpointError(
+            f"{path} is a {meta['dataset']} model (input {tuple(meta['input_shape'])}, "
+            f"{len(meta['classes'])} classes) and cannot be evaluated on {dataset_info.name} "
+            f"(input {tuple(dataset_info.input_shape)}, {len(dataset_info.classes)} classes)")
+
+
+def evaluate(path, data_dir=None, limit=None, report_dir=None, dataset=None):
+    """Score a checkpoint on its dataset's untouched test split; optionally write the report PNGs."""
+    from convzoo import checkpoint
+    from convzoo import data as catalog
+    from convzoo.data import store
+    from convzoo.predict import run_model
+
+    meta = checkpoint.read_meta(path)
+    info = catalog.get(dataset or meta["dataset"])
+    check_fits(meta, info, path)
+    x, y = store.load(info.name, store.data_dir(data_dir), "test")
+    if limit:
+        x, y = x[:limit], y[:limit]
+    model, meta = checkpoint.load(path)
+    probs = run_model(model, x, meta["head"])
+    result = score(probs, np.asarray(y, int), meta["classes"])
+    result["dataset"], result["checkpoint"] = info.name, os.fspath(path)
+    if report_dir:
+        write_report(report_dir, result, x, y, probs, meta["classes"])
+    return result
+
+
+def write_report(report_dir, result, x, y, probs, classes, max_images=40):
+    from convzoo import plots
+    from convzoo.fileio import save_figure, write_text
+    import json
+
+    save_figure(plots.confusion_matrix(np.array(result["confusion_matrix"]), classes),
+                os.path.join(report_dir, "confusion_matrix.png"))
+    pred = probs.argmax(axis=1)
+    wrong = np.flatnonzero(pred != y)[:max_images]
+    fig = plots.image_grid([x[i] for i in wrong],
+                           [f"{classes[y[i]]} as {classes[pred[i]]}" for i in wrong],
+                           title=f"misclassified: first {len(wrong)} of {int((pred != y).sum())}")
+    save_figure(fig, os.path.join(report_dir, "misclassified.png"))
+    write_text(os.path.join(report_dir, "metrics.json"), json.dumps(result, indent=2) + "\n")
+
+
+def format_text(result, classes):
+    """The human-readable report."""
+    lines = [f"{result['checkpoint']} on {result['dataset']} test set ({result['n']} images)",
+             f"accuracy {result['accuracy']:.4f}  loss {result['loss']:.4f}", "",
+             f"{'class':>14} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>7}"]
+    for r in result["per_class"]:
+        lines.append(f"{r['class'][:14]:>14} {r['precision']:9.4f} {r['recall']:7.4f} "
+                     f"{r['f1']:7.4f} {r['support']:7d}")
+    width = max(5, max(len(str(v)) for row in result["confusion_matrix"] for v in row) + 1)
+    short = [c[:width - 1] for c in classes]
+    lines += ["", "confusion matrix (rows: true, columns: predicted)",
+              " " * 14 + "".join(f"{c:>{width}}" for c in short)]
+    for name, row in zip(classes, result["confusion_matrix"]):
+        lines.append(f"{name[:13]:>13} " + "".join(f"{v:>{width}}" for v in row))
+    return "\n".join(lines)

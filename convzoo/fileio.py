@@ -1,0 +1,57 @@
+"""Writing files safely: a temp file in the target folder moved into place, never a half file."""
+import contextlib
+import os
+import shutil
+import tempfile
+
+from convzoo.errors import ConvzooError
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temp path beside `path` (same suffix); on success it replaces `path` atomically."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    base = os.path.basename(path)
+    stem, suffix = os.path.splitext(base)
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{suffix}", dir=folder)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_text(path, text):
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+
+def save_figure(fig, path):
+    """Save a matplotlib Figure as PNG, atomically."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+
+
+def check_output(path, overwrite=False, need_bytes=0):
+    """Refuse an existing file unless overwrite; check the folder is writable and has room."""
+    path = os.path.abspath(os.fspath(path))
+    if os.path.isdir(path):
+        raise ConvzooError(f"{path} is a folder; give a file name such as {os.path.join(path, 'model.h5')}")
+    if os.path.exists(path) and not overwrite:
+        raise ConvzooError(f"{path} already exists; pass --overwrite to replace it")
+    folder = os.path.dirname(path)
+    probe = folder
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.access(probe, os.W_OK):
+        raise ConvzooError(f"cannot write to {folder}: permission denied")
+    free = shutil.disk_usage(probe).free
+    if need_bytes and free < need_bytes:
+        raise ConvzooError(f"not enough disk space in {probe}: {free // 2**20} MB free, "
+                           f"about {need_bytes // 2**20} MB needed")
+    return path

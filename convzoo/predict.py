@@ -1,0 +1,117 @@
+"""Prediction: turn any image a person has into what the model saw in training, driven by the
+checkpoint's stored preprocessing, then rank the classes."""
+import os
+
+import numpy as np
+from PIL import Image
+
+from convzoo import images
+from convzoo.errors import ConvzooError, ImageError
+
+
+def expand(paths):
+    """Files in the order given; folders contribute their images (recursively, sorted)."""
+    out = []
+    for p in paths:
+        if os.path.isdir(p):
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                out += [os.path.join(root, f) for f in sorted(files)
+                        if f.lower().endswith(images.EXTENSIONS)]
+        else:
+            out.append(p)
+    return out
+
+
+def _fit_28(gray, fit):
+    """A photo of dark ink on light paper (or MNIST-style light on dark) -> 28x28 light on dark."""
+    g = gray.astype(np.float64)
+    border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
+    if np.median(border) > 127:  # light background: invert, as the training images are light-on-dark
+        g = 255.0 - g
+        border = 255.0 - border
+    g = np.clip(g - np.median(border), 0, None)
+    top = g.max()
+    if top <= 0:
+        return np.zeros((28, 28), np.uint8)
+    g = g * (255.0 / top)
+    ys, xs = np.nonzero(g > 0.25 * 255)
+    crop = g[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    box = 20 if fit == "digit" else 28
+    h, w = crop.shape
+    scale = box / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    small = np.asarray(Image.fromarray(crop.astype(np.float32), "F").resize((nw, nh), Image.LANCZOS))
+    small = np.clip(small, 0, 255)
+    out = np.zeros((28, 28), np.float64)
+    if fit == "digit":  # MNIST: centre of mass at the centre of the 28x28 field
+        total = small.sum()
+        cy = (small.sum(1) * np.arange(nh)).sum() / total if total else nh / 2
+        cx = (small.sum(0) * np.arange(nw)).sum() / total if total else nw / 2
+        top_, left = int(round(14 - cy)), int(round(14 - cx))
+    else:  # Fashion-MNIST: the bounding box centred
+        top_, left = (28 - nh) // 2, (28 - nw) // 2
+    top_ = min(max(top_, 0), 28 - nh)
+    left = min(max(left, 0), 28 - nw)
+    out[top_:top_ + nh, left:left + nw] = small
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def to_input(path, meta):
+    """The model input (uint8, the checkpoint's input shape) for one image file."""
+    prep = meta["preprocess"]
+    h, w, c = meta["input_shape"]
+    if prep.get("fit") in ("digit", "object"):
+        return _fit_28(images.read(path, "L"), prep["fit"])[..., None]
+    arr = images.read(path, "L" if c == 1 else "RGB")
+    if arr.shape[:2] != (h, w):
+        img = Image.fromarray(arr).resize((w, h), Image.BILINEAR)
+        arr = np.asarray(img)
+    return arr.reshape(h, w, c)
+
+
+def probabilities(raw, head):
+    """Model outputs -> class probabilities (n, classes)."""
+    raw = np.asarray(raw, dtype=np.float64)
+    if head == "logits":
+        e = np.exp(raw - raw.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    if head == "sigmoid":
+        p = raw.reshape(-1)
+        return np.stack([1 - p, p], axis=1)
+    return raw
+
+
+def run_model(model, x, head, batch_size=256):
+    """Class probabilities for a uint8 batch, in chunks."""
+    out = [np.asarray(model(x[i:i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
+    if not out:
+        return np.zeros((0, 0))
+    return probabilities(np.concatenate(out), head)
+
+
+def predict(paths, model_path, top_k=3):
+    """[{"file", "predictions": [{"label", "probability"}], "error"}] for every file."""
+    from convzoo import checkpoint
+
+    model, meta = checkpoint.load(model_path)
+    classes = meta["classes"]
+    files = expand(paths)
+    if not files:
+        raise ConvzooError(f"no images found in {', '.join(paths)}")
+    results, batch, where = [], [], []
+    for f in files:
+        results.append({"file": f, "predictions": [], "error": None})
+        try:
+            batch.append(to_input(f, meta))
+            where.append(len(results) - 1)
+        except ImageError as e:
+            results[-1]["error"] = str(e)
+    if batch:
+        probs = run_model(model, np.stack(batch), meta["head"])
+        k = max(1, min(top_k, len(classes)))
+        for i, p in zip(where, probs):
+            order = np.argsort(-p)[:k]
+            results[i]["predictions"] = [{"label": classes[j], "probability": round(float(p[j]), 6)}
+                                         for j in order]
+    return results

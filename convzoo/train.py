@@ -1,0 +1,261 @@
+"""Training: Keras fit for most recipes, and S1's hand-written GradientTape loop.
+
+Each completed epoch rewrites the checkpoint (atomically) and the run folder's history, so a
+killed run leaves the last good epoch behind.
+"""
+import csv
+import dataclasses
+import datetime
+import io
+import json
+import math
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+from convzoo import __version__, backend, checkpoint, zoo
+from convzoo import data as catalog
+from convzoo.data import store
+from convzoo.errors import ConvzooError
+from convzoo.fileio import check_output, save_figure, write_text
+
+COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
+
+
+def default_output(model_name, dataset):
+    spec = zoo.get_spec(model_name)
+    stem = model_name if dataset == spec.datasets[0] else f"{model_name}-{dataset}"
+    return os.path.join("runs", f"{stem}.h5")
+
+
+def run_folder(output):
+    return os.path.splitext(output)[0] + "_run"
+
+
+@dataclasses.dataclass
+class Plan:
+    """Everything a run needs, resolved and checked before any training starts."""
+
+    dataset: str
+    model: str
+    recipe: zoo.Recipe
+    output: str
+    data_dir: str
+    seed: int = 0
+    limit: int | None = None
+    overwrite: bool = False
+
+    @property
+    def run_dir(self):
+        return run_folder(self.output)
+
+
+def plan(dataset, model=None, output=None, data_dir=None, seed=0, limit=None, overwrite=False,
+         **overrides):
+    """Resolve names and options; refuse bad values and an existing output before training."""
+    catalog.get(dataset)
+    model = model or zoo.DEFAULT_MODEL.get(dataset)
+    if model is None:
+        raise ConvzooError(f"no default model for {dataset}; choose one with --model "
+                           f"({', '.join(zoo.list_models(dataset=dataset))})")
+    spec = zoo.get_spec(model)
+    if dataset not in spec.datasets:
+        raise ConvzooError(f"model '{model}' is built for {', '.join(spec.datasets)}, not {dataset}; "
+                           f"models for {dataset}: {', '.join(zoo.list_models(dataset=dataset))}")
+    recipe = spec.recipe.with_overrides(**overrides)
+    if recipe.optimizer not in zoo.OPTIMIZERS:
+        raise ConvzooError(f"unknown optimizer '{recipe.optimizer}'; choose from {', '.join(zoo.OPTIMIZERS)}")
+    if recipe.loop == "tape" and recipe.optimizer != "sgd":
+        raise ConvzooError(f"{model} is S1's hand-written plain-SGD loop; it takes no --optimizer "
+                           f"{recipe.optimizer}")
+    output = output or default_output(model, dataset)
+    if not output.endswith((".h5", ".keras")):
+        raise ConvzooError(f"--output {output}: the checkpoint name must end in .h5 or .keras")
+    output = check_output(output, overwrite, need_bytes=4 * spec.params * 3 + 2**20)
+    if os.path.exists(run_folder(output)) and not overwrite:
+        raise ConvzooError(f"run folder {run_folder(output)} already exists; pass --overwrite to replace it")
+    return Plan(dataset=dataset, model=model, recipe=recipe, output=output,
+                data_dir=store.data_dir(data_dir), seed=seed, limit=limit, overwrite=overwrite)
+
+
+def load_data(p):
+    """(x_train, y_train, x_val, y_val): the first --limit images, stratified split with seed 42."""
+    x, y = store.load(p.dataset, p.data_dir, "train", fetch_missing=True)
+    if p.limit:
+        x, y = x[: p.limit], y[: p.limit]
+    tr, va = store.stratified_split(y, p.recipe.validation_split, seed=42)
+    return x[tr], y[tr], x[va], y[va]
+
+
+def _optimizer(keras, recipe, steps):
+    lr = recipe.learning_rate
+    if recipe.schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(steps, 1))
+    return {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop,
+            "sgd": keras.optimizers.SGD}[recipe.optimizer](learning_rate=lr)
+
+
+def _loss(keras, head):
+    if head == "sigmoid":
+        return keras.losses.BinaryCrossentropy()
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=head == "logits")
+
+
+class Run:
+    """Per-epoch bookkeeping shared by both loops: log line, history, checkpoint, run folder."""
+
+    def __init__(self, p, model, info, spec, n_train, n_val, log):
+        self.p, self.model, self.info, self.spec = p, model, info, spec
+        self.history = {k: [] for k in COLUMNS}
+        self.n_train, self.n_val, self.log = n_train, n_val, log
+        self.started = time.time()
+
+    def meta(self):
+        h = self.history
+        best = int(np.argmax(h["val_accuracy"])) if h["val_accuracy"] else None
+        return {
+            "format": checkpoint.FORMAT, "model": self.p.model, "source": self.spec.source,
+            "dataset": self.p.dataset, "classes": list(self.info.classes),
+            "input_shape": list(self.info.input_shape), "preprocess": self.info.preprocess,
+            "head": self.spec.head, "recipe": dataclasses.asdict(self.p.recipe),
+            "seed": self.p.seed, "limit": self.p.limit,
+            "train_images": self.n_train, "val_images": self.n_val,
+            "epochs_run": len(h["loss"]), "history": h,
+            "best": None if best is None else {"epoch": best + 1,
+                                               "val_accuracy": h["val_accuracy"][best]},
+            "train_seconds": round(time.time() - self.started, 1),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "versions": versions(), "command": " ".join(["convzoo", *sys.argv[1:]]),
+        }
+
+    def end_epoch(self, epoch, logs, seconds):
+        row = {"epoch": epoch + 1, "seconds": round(seconds, 2),
+               **{k: float(logs[k]) for k in COLUMNS[1:5] if k in logs}}
+        for k in COLUMNS:
+            self.history[k].append(row.get(k))
+        bad = [k for k in ("loss", "val_loss") if row.get(k) is not None and not math.isfinite(row[k])]
+        if bad:
+            raise ConvzooError(f"training diverged: {bad[0]} is {row[bad[0]]} at epoch {epoch + 1}; "
+                               f"the last good checkpoint is kept; try a lower --learning-rate")
+        self.log(f"epoch {epoch + 1}/{self.p.recipe.epochs} - " +
+                 " - ".join(f"{k} {row[k]:.4f}" for k in COLUMNS[1:5] if row.get(k) is not None) +
+                 f" - {seconds:.1f}s")
+        checkpoint.save(self.model, self.p.output, self.meta())
+        write_text(os.path.join(self.p.run_dir, "history.csv"), history_csv(self.history))
+
+    def finish(self):
+        from convzoo import plots
+
+        meta = self.meta()
+        checkpoint.save(self.model, self.p.output, meta)
+        cfg = {k: meta[k] for k in ("model", "source", "dataset", "recipe", "seed", "limit",
+                                    "train_images", "val_images", "versions", "command")}
+        cfg["data_dir"] = self.p.data_dir
+        write_text(os.path.join(self.p.run_dir, "config.json"), json.dumps(cfg, indent=2) + "\n")
+        save_figure(plots.curves(self.history), os.path.join(self.p.run_dir, "curves.png"))
+        return meta
+
+
+def history_csv(history):
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(COLUMNS)
+    for i in range(len(history["epoch"])):
+        w.writerow(["" if history[k][i] is None else history[k][i] for k in COLUMNS])
+    return out.getvalue()
+
+
+def versions():
+    import importlib.metadata as md
+
+    out = {"convzoo": __version__, "python": platform.python_version()}
+    for pkg in ("keras", "tensorflow"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def train(p, log=lambda msg: print(msg, file=sys.stderr)):
+    """Train per plan `p`; returns the checkpoint metadata."""
+    keras = backend.load()
+    info = catalog.get(p.dataset)
+    spec = zoo.get_spec(p.model)
+    x_tr, y_tr, x_va, y_va = load_data(p)
+    keras.utils.set_random_seed(p.seed)
+    model = zoo.build_model(p.model, p.dataset, info.input_shape, len(info.classes))
+    log(f"training {p.model} ({spec.source}, {model.count_params():,} parameters) on {p.dataset}: "
+        f"{len(y_tr)} training / {len(y_va)} validation images, {p.recipe.optimizer} "
+        f"lr {p.recipe.learning_rate}, batch {p.recipe.batch_size}, {p.recipe.epochs} epochs")
+    os.makedirs(p.run_dir, exist_ok=True)
+    run = Run(p, model, info, spec, len(y_tr), len(y_va), log)
+    steps = math.ceil(len(y_tr) / p.recipe.batch_size) * p.recipe.epochs
+    optimizer = _optimizer(keras, p.recipe, steps)
+    if p.recipe.loop == "tape":
+        tape_loop(model, optimizer, _loss(keras, spec.head), run, x_tr, y_tr, x_va, y_va)
+    else:
+        model.compile(optimizer=optimizer, loss=_loss(keras, spec.head), metrics=["accuracy"])
+        model.fit(x_tr, y_tr, batch_size=p.recipe.batch_size, epochs=p.recipe.epochs,
+                  validation_data=(x_va, y_va), shuffle=True, verbose=0,
+                  callbacks=[_EpochEnd(keras, run)])
+    return run.finish()
+
+
+def _EpochEnd(keras, run):
+    class EpochEnd(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            run.end_epoch(epoch, logs or {}, time.time() - self.t0)
+
+    return EpochEnd()
+
+
+def tape_loop(model, optimizer, loss_fn, run, x_tr, y_tr, x_va, y_va):
+    """S1: plain mini-batch SGD with a hand-written tf.GradientTape step (not Keras fit)."""
+    import tensorflow as tf
+
+    @tf.function
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = loss_fn(y, logits)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
+                                                 tf.cast(y, tf.int32)), tf.float32))
+        return loss, correct
+
+    @tf.function
+    def score(x, y):
+        logits = model(x, training=False)
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
+                                                 tf.cast(y, tf.int32)), tf.float32))
+        return loss_fn(y, logits), correct
+
+    def mean_over(batches, fn):
+        total_loss = total_correct = n = 0.0
+        for xb, yb in batches:
+            loss, correct = fn(xb, yb)
+            total_loss += float(loss) * len(yb)
+            total_correct += float(correct)
+            n += len(yb)
+        return total_loss / n, total_correct / n
+
+    bs = run.p.recipe.batch_size
+    rng = np.random.default_rng(run.p.seed)
+    for epoch in range(run.p.recipe.epochs):
+        t0 = time.time()
+        order = rng.permutation(len(y_tr))
+        # the loss is averaged over the epoch (the notes appended it inside the batch loop)
+        loss, acc = mean_over(((x_tr[order[i:i + bs]], y_tr[order[i:i + bs]])
+                               for i in range(0, len(order), bs)), step)
+        val_loss, val_acc = mean_over(((x_va[i:i + 1024], y_va[i:i + 1024])
+                                       for i in range(0, len(y_va), 1024)), score)
+        run.end_epoch(epoch, {"loss": loss, "accuracy": acc, "val_loss": val_loss,
+                              "val_accuracy": val_acc}, time.time() - t0)
