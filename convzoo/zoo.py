@@ -84,7 +84,7 @@ register(ModelSpec(
     name="mnist-vgg", datasets=("mnist",), source="S3+",
     description="2x conv 3x3x32 - pool - 2x conv 3x3x64 - pool - dense 256 - dropout 0.5 - 10;"
                 " rotate/shift/zoom augmentation",
-    recipe=Recipe(optimizer="adam", learning_rate=1e-3, batch_size=64, epochs=20,
+    recipe=Recipe(optimizer="adam", learning_rate=1e-3, batch_size=32, epochs=15,
                   schedule="cosine", augment=True, validation_split=0.1),
     params=870_634,
     reported="S3 as the book trains it: about 99.2%",

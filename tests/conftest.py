@@ -1,0 +1,52 @@
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "datasets"
+SAMPLE = ROOT / "data"
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """User state goes to a temp dir: no test reads or writes ~/.convzoo."""
+    monkeypatch.setenv("CONVZOO_DATA", str(tmp_path / "convzoo-data"))
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def shared_datasets():
+    if not (SHARED / "mnist").is_dir():
+        pytest.skip("../shared/datasets not found")
+    return SHARED
+
+
+@pytest.fixture
+def sample_data():
+    """The small real MNIST / Fashion-MNIST sample the repo ships in data/."""
+    return SAMPLE
+
+
+@pytest.fixture
+def runner():
+    from click.testing import CliRunner
+
+    return CliRunner()
+
+
+def invoke(runner, *args):
+    from convzoo.cli import cli
+
+    return runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def tiny_meta(dataset="mnist"):
+    from convzoo import data as catalog
+
+    info = catalog.get(dataset)
+    return {"format": 1, "model": "mlp", "dataset": dataset, "classes": list(info.classes),
+            "input_shape": list(info.input_shape), "preprocess": info.preprocess, "head": "softmax"}
+
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -1,0 +1,104 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import invoke
+
+COMMANDS = [[], ["models"], ["data"], ["data", "list"], ["data", "show"], ["data", "fetch"],
+            ["train"], ["evaluate"], ["predict"]]
+
+
+@pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "convzoo")
+def test_help(runner, cmd):
+    res = invoke(runner, *cmd, "--help")
+    assert res.exit_code == 0 and "Usage:" in res.output
+
+
+def test_fast_commands_do_not_import_tensorflow(sample_data):
+    code = ("import sys; from convzoo.cli import cli\n"
+            "for args in (['--help'], ['models'], ['models', '--json'], ['data', 'list', '--data-dir', %r]):\n"
+            "    try: cli(args, standalone_mode=False)\n"
+            "    except SystemExit: pass\n"
+            "print('TF', 'tensorflow' in sys.modules, 'keras' in sys.modules)") % str(sample_data)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().endswith("TF False False")
+
+
+def test_python_dash_m_runs():
+    out = subprocess.run([sys.executable, "-m", "convzoo", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and "convzoo" in out.stdout
+
+
+def test_models_json_lists_seed_entries(runner):
+    rows = json.loads(invoke(runner, "models", "--json").output)
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["mnist-cnn"]["source"] == "S3" and by_name["mnist-cnn"]["params"] == 3_274_634
+    assert by_name["mlp"]["recipe"]["batch_size"] == 256
+    assert "fashion_mnist" in by_name["mlp"]["datasets"] and "mnist" in by_name["mlp"]["datasets"]
+
+
+def test_data_list_json(runner, sample_data, tmp_path):
+    rows = {r["name"]: r for r in json.loads(invoke(runner, "data", "list", "--data-dir", sample_data,
+                                                    "--json").output)}
+    assert rows["mnist"]["found"] and rows["mnist"]["train"] == 2000 and rows["mnist"]["test"] == 500
+    empty = json.loads(invoke(runner, "data", "list", "--json").output)
+    assert not any(r["found"] for r in empty)
+
+
+def test_data_show_balance_and_grid(runner, sample_data, tmp_path):
+    res = invoke(runner, "data", "show", "fashion_mnist", "--data-dir", sample_data, "--output", "grid.png")
+    assert res.exit_code == 0
+    assert "Ankle boot" in res.output and "2,000 images" in res.output
+    assert (tmp_path / "grid.png").stat().st_size > 1000
+    again = invoke(runner, "data", "show", "fashion_mnist", "--data-dir", sample_data, "--output", "grid.png")
+    assert again.exit_code == 1 and "already exists" in again.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "mnsit"], "unknown dataset 'mnsit'; did you mean mnist"),
+    (["train", "mnist", "--model", "fashion-cnn"], "built for fashion_mnist, not mnist"),
+    (["train", "mnist", "--model", "mnist-cnm"], "unknown model 'mnist-cnm'; did you mean mnist-cnn"),
+    (["train", "mnist", "--output", "m.txt"], "must end in .h5 or .keras"),
+    (["train", "mnist", "--epochs", "2"], "mnist not found: put train-images-idx3-ubyte.gz"),
+    (["evaluate", "nothere.h5"], "nothere.h5: no such checkpoint file"),
+    (["predict", "x.png"], "choose a model with --model"),
+    (["data", "show", "cifar100"], "unknown dataset 'cifar100'"),
+])
+def test_user_errors_are_one_line(runner, args, message, monkeypatch):
+    # no network for fetch-on-first-use: keras.datasets must not be reached in tests
+    monkeypatch.setattr("convzoo.data.store.fetch", _offline)
+    res = invoke(runner, *args)
+    assert res.exit_code == 1
+    assert message in res.output and "Traceback" not in res.output
+    assert res.output.strip().count("\n") == 0
+
+
+def _offline(name, root):
+    from convzoo.errors import DataError
+    from convzoo.data import mnist
+
+    raise DataError(f"{name} not found: {mnist.missing_message(root + '/' + name)}")
+
+
+@pytest.mark.parametrize("args", [["--epochs", "0"], ["--batch-size", "0"], ["--validation-split", "1"],
+                                  ["--validation-split", "0"], ["--optimizer", "adagrad"],
+                                  ["--learning-rate", "-1"], ["--limit", "0"]])
+def test_bad_option_values_are_usage_errors(runner, args):
+    res = invoke(runner, "train", "mnist", *args)
+    assert res.exit_code == 2 and "Invalid value" in res.output
+
+
+def test_existing_output_is_refused_before_training(runner, sample_data, tmp_path):
+    (tmp_path / "m.h5").write_bytes(b"precious")
+    res = invoke(runner, "train", "mnist", "--data-dir", sample_data, "--output", "m.h5")
+    assert res.exit_code == 1 and "already exists; pass --overwrite" in res.output
+    assert (tmp_path / "m.h5").read_bytes() == b"precious"
+
+
+def test_cli_subprocess_error_exit_and_stderr(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "convzoo", "evaluate", "missing.h5"],
+                         capture_output=True, text=True)
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr.strip() == "Error: missing.h5: no such checkpoint file"

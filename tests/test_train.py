@@ -1,0 +1,122 @@
+"""End to end: train on real images (the shipped sample, or ../shared when present), save,
+reload, evaluate and predict through the CLI."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from conftest import SAMPLE, invoke
+from convzoo import zoo
+
+SAMPLES = SAMPLE / "samples"
+
+
+@pytest.mark.parametrize("name", zoo.list_models())
+def test_every_model_trains_saves_loads_and_predicts(runner, name, tmp_path):
+    from convzoo import checkpoint
+
+    dataset = zoo.get_spec(name).datasets[0]
+    res = invoke(runner, "train", dataset, "--model", name, "--epochs", "1", "--limit", "300",
+                 "--data-dir", SAMPLE, "--output", "m.h5")
+    assert res.exit_code == 0, res.output
+    assert "best val_accuracy" in res.output and "epoch 1/1" in res.output
+    run = tmp_path / "m_run"
+    rows = list(csv.DictReader(open(run / "history.csv")))
+    assert len(rows) == 1 and set(rows[0]) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert json.loads((run / "config.json").read_text())["model"] == name
+    assert (run / "curves.png").stat().st_size > 1000
+    meta = checkpoint.read_meta(tmp_path / "m.h5")
+    assert meta["dataset"] == dataset and meta["model"] == name and meta["epochs_run"] == 1
+    assert len(meta["classes"]) == 10 and meta["train_images"] + meta["val_images"] == 300
+    assert abs(meta["val_images"] - 300 * zoo.get_spec(name).recipe.validation_split) <= 5
+    res = invoke(runner, "predict", SAMPLES / f"{dataset}_9999_{'6' if dataset == 'mnist' else 'Sandal'}.png",
+                 "--model", "m.h5", "--json", "--top-k", "10")
+    out = json.loads(res.output)
+    assert res.exit_code == 0 and out[0]["error"] is None and len(out[0]["predictions"]) == 10
+    probs = [p["probability"] for p in out[0]["predictions"]]
+    assert probs == sorted(probs, reverse=True) and abs(sum(probs) - 1) < 1e-4
+    assert {p["label"] for p in out[0]["predictions"]} == set(meta["classes"])
+
+
+def test_reloaded_model_gives_the_same_outputs(tmp_path):
+    from convzoo import checkpoint
+    from convzoo.data import mnist
+
+    x, _ = mnist.load(SAMPLE / "mnist", "test")
+    model = zoo.build_model("fashion-cnn", "mnist", (28, 28, 1), 10)
+    checkpoint.save(model, tmp_path / "a.h5", {"dataset": "mnist", "x": 1})
+    checkpoint.save(model, tmp_path / "a.keras", {"dataset": "mnist", "x": 1})
+    for path in ("a.h5", "a.keras"):
+        loaded, meta = checkpoint.load(tmp_path / path)
+        assert meta == {"dataset": "mnist", "x": 1}
+        np.testing.assert_allclose(np.asarray(loaded(x[:50])), np.asarray(model(x[:50])), atol=1e-6)
+
+
+def test_h5_save_is_quiet_and_atomic(tmp_path, capfd):
+    from convzoo import checkpoint
+
+    model = zoo.build_model("mlp", "mnist", (28, 28, 1), 10)
+    checkpoint.save(model, tmp_path / "m.h5", {"dataset": "mnist"})
+    captured = capfd.readouterr()
+    assert "legacy" not in captured.err + captured.out
+    assert [p.name for p in tmp_path.iterdir()] == ["m.h5"]  # no temp file left behind
+
+
+def test_tape_loop_trains_s1(runner, tmp_path):
+    res = invoke(runner, "train", "fashion_mnist", "--model", "fashion-cnn-scratch", "--epochs", "2",
+                 "--limit", "1000", "--data-dir", SAMPLE, "--output", "s1.h5")
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(open(tmp_path / "s1_run" / "history.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert float(rows[1]["loss"]) < float(rows[0]["loss"])  # plain SGD lr 0.01 learns
+    res = invoke(runner, "train", "fashion_mnist", "--model", "fashion-cnn-scratch", "--optimizer", "adam",
+                 "--data-dir", SAMPLE, "--output", "s1b.h5")
+    assert res.exit_code == 1 and "hand-written plain-SGD loop" in res.output
+
+
+def test_keras_output_format(runner, tmp_path):
+    res = invoke(runner, "train", "mnist", "--model", "mlp", "--epochs", "1", "--limit", "300",
+                 "--data-dir", SAMPLE, "--output", "m.keras")
+    assert res.exit_code == 0, res.output
+    res = invoke(runner, "evaluate", "m.keras", "--data-dir", SAMPLE, "--json")
+    assert json.loads(res.output)["n"] == 500
+
+
+def test_evaluate_report_and_predict_errors(runner, tmp_path):
+    invoke(runner, "train", "mnist", "--model", "mlp", "--epochs", "2", "--limit", "1000",
+           "--data-dir", SAMPLE, "--output", "m.h5")
+    res = invoke(runner, "evaluate", "m.h5", "--data-dir", SAMPLE, "--report-dir", "rep")
+    assert res.exit_code == 0 and "confusion matrix" in res.output
+    for f in ("confusion_matrix.png", "misclassified.png", "metrics.json"):
+        assert (tmp_path / "rep" / f).stat().st_size > 100
+    res = invoke(runner, "evaluate", "m.h5", "--data-dir", SAMPLE, "--json", "--limit", "100")
+    out = json.loads(res.output)
+    assert set(out) >= {"accuracy", "loss", "n", "per_class", "confusion_matrix"} and out["n"] == 100
+    assert np.array(out["confusion_matrix"]).sum() == 100
+    # one unreadable file gets its own error entry; the rest are predicted; exit status 1
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    res = runner.invoke(__import__("convzoo.cli").cli.cli,
+                        ["predict", str(SAMPLES / "mnist_9996_3.png"), "broken.png", "--model", "m.h5", "--json"])
+    assert res.exit_code == 1
+    out = json.loads(res.stdout)
+    assert out[0]["error"] is None and out[0]["predictions"]
+    assert out[1]["predictions"] == [] and "broken.png" in out[1]["error"]
+
+
+def test_wrong_dataset_for_checkpoint(tmp_path):
+    from convzoo import data as catalog
+    from convzoo.errors import CheckpointError
+    from convzoo.evaluate import check_fits
+
+    meta = {"dataset": "cifar10", "input_shape": [32, 32, 3], "classes": list("abcdefghij")}
+    with pytest.raises(CheckpointError, match="cifar10 model .* cannot be evaluated on mnist"):
+        check_fits(meta, catalog.get("mnist"), "c.h5")
+
+
+def test_real_mnist_quick_run_beats_90_percent(runner, shared_datasets, tmp_path):
+    res = invoke(runner, "train", "mnist", "--epochs", "1", "--limit", "4000",
+                 "--data-dir", shared_datasets, "--output", "m.h5")
+    assert res.exit_code == 0, res.output
+    out = json.loads(invoke(runner, "evaluate", "m.h5", "--data-dir", shared_datasets, "--json").output)
+    assert out["n"] == 10000 and out["accuracy"] > 0.90
