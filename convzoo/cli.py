@@ -23,7 +23,9 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except ConvzooError as e:
-            raise click.ClickException(str(e)) from None
+            exc = click.ClickException(str(e))
+            exc.exit_code = getattr(e, "exit_code", 1)
+            raise exc from None
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
@@ -159,18 +161,29 @@ def data_fetch(name, data_dir):
 @click.option("--validation-split", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Fraction of the training images held out, stratified (default 0.2).")
 @click.option("--limit", type=click.IntRange(min=1), help="Train on the first N training images only.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, help="Random seed for weights and shuffling [default: 0].")
 @data_dir_option
 @click.option("--output", type=click.Path(dir_okay=False),
               help="Checkpoint path, .h5 (default) or .keras [default: runs/MODEL.h5].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing checkpoint and run folder.")
+@click.option("--resume", is_flag=True,
+              help="Continue an interrupted run with the same --output from its last completed epoch.")
+@click.option("--save-best", is_flag=True,
+              help="Keep the weights of the epoch with the best validation accuracy, not the last.")
 def train(dataset, model_name, optimizer, learning_rate, epochs, batch_size, validation_split,
-          limit, seed, data_dir, output, overwrite):
-    """Train a zoo model on DATASET and save a checkpoint with its run folder."""
+          limit, seed, data_dir, output, overwrite, resume, save_best):
+    """Train a zoo model on DATASET and save a checkpoint with its run folder.
+
+    The checkpoint is rewritten after every completed epoch, so an interrupted run keeps its
+    last good epoch and continues with --resume.
+    """
     from convzoo import train as training
 
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite exclude each other")
     p = training.plan(dataset, model_name, output=output, data_dir=data_dir, seed=seed, limit=limit,
-                      overwrite=overwrite, optimizer=optimizer, learning_rate=learning_rate,
+                      overwrite=overwrite, resume=resume, save_best=save_best,
+                      optimizer=optimizer, learning_rate=learning_rate,
                       epochs=epochs, batch_size=batch_size, validation_split=validation_split)
     meta = training.train(p, log=err)
     best = meta["best"]

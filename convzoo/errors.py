@@ -28,3 +28,9 @@ def unknown(kind, name, known):
     near = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(near)}?" if near else f"; choose from {', '.join(sorted(known))}"
     return UnknownName(f"unknown {kind} '{name}'{hint}")
+
+
+class Interrupted(ConvzooError):
+    """Ctrl-C during training: the CLI exits 130 after saying how to resume."""
+
+    exit_code = 130

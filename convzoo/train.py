@@ -19,8 +19,12 @@ import numpy as np
 from convzoo import __version__, backend, checkpoint, zoo
 from convzoo import data as catalog
 from convzoo.data import store
-from convzoo.errors import ConvzooError
-from convzoo.fileio import check_output, save_figure, write_text
+from convzoo.errors import ConvzooError, Interrupted
+from convzoo.fileio import atomic_path, check_output, save_figure, write_text
+
+
+class Diverged(ConvzooError):
+    """A NaN or infinite loss."""
 
 COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 
@@ -47,16 +51,21 @@ class Plan:
     seed: int = 0
     limit: int | None = None
     overwrite: bool = False
+    resume: bool = False
+    save_best: bool = False
 
     @property
     def run_dir(self):
         return run_folder(self.output)
 
 
-def plan(dataset, model=None, output=None, data_dir=None, seed=0, limit=None, overwrite=False,
-         **overrides):
+def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None, overwrite=False,
+         resume=False, save_best=False, **overrides):
     """Resolve names and options; refuse bad values and an existing output before training."""
     catalog.get(dataset)
+    if resume:
+        return _resume_plan(dataset, model, output, data_dir, seed, limit, save_best, overrides)
+    seed = 0 if seed is None else seed
     model = model or zoo.DEFAULT_MODEL.get(dataset)
     if model is None:
         raise ConvzooError(f"no default model for {dataset}; choose one with --model "
@@ -78,7 +87,34 @@ def plan(dataset, model=None, output=None, data_dir=None, seed=0, limit=None, ov
     if os.path.exists(run_folder(output)) and not overwrite:
         raise ConvzooError(f"run folder {run_folder(output)} already exists; pass --overwrite to replace it")
     return Plan(dataset=dataset, model=model, recipe=recipe, output=output,
-                data_dir=store.data_dir(data_dir), seed=seed, limit=limit, overwrite=overwrite)
+                data_dir=store.data_dir(data_dir), seed=seed, limit=limit, overwrite=overwrite,
+                save_best=save_best)
+
+
+def _resume_plan(dataset, model, output, data_dir, seed, limit, save_best, overrides):
+    """The stored run's plan; options that would change the run are refused."""
+    output = os.path.abspath(output or default_output(model or zoo.DEFAULT_MODEL.get(dataset, ""), dataset))
+    state = state_path(output)
+    if not os.path.isfile(state):
+        raise ConvzooError(f"nothing to resume: {state} not found (train without --resume first)")
+    with np.load(state, allow_pickle=False) as f:
+        cfg = json.loads(str(f["plan"]))
+    given = {"dataset": dataset, "model": model, "seed": seed, "limit": limit, "save_best": save_best or None}
+    for key, value in given.items():
+        if value is not None and value != cfg[key]:
+            raise ConvzooError(f"--resume continues the stored run, which has {key} {cfg[key]}, not {value}")
+    recipe = zoo.Recipe(**cfg["recipe"])
+    for key, value in overrides.items():
+        if value is not None and value != getattr(recipe, key):
+            raise ConvzooError(f"--resume continues the stored run, which has {key.replace('_', '-')} "
+                               f"{getattr(recipe, key)}, not {value}")
+    return Plan(dataset=cfg["dataset"], model=cfg["model"], recipe=recipe, output=output,
+                data_dir=store.data_dir(data_dir or cfg["data_dir"]), seed=cfg["seed"],
+                limit=cfg["limit"], resume=True, save_best=cfg["save_best"])
+
+
+def state_path(output):
+    return os.path.join(run_folder(output), "state.npz")
 
 
 def load_data(p):
@@ -111,7 +147,31 @@ class Run:
         self.p, self.model, self.info, self.spec = p, model, info, spec
         self.history = {k: [] for k in COLUMNS}
         self.n_train, self.n_val, self.log = n_train, n_val, log
-        self.started = time.time()
+        self.optimizer = None
+
+    @property
+    def done(self):
+        return len(self.history["epoch"])
+
+    def save_state(self):
+        """Weights, optimizer variables and history in one file, written atomically."""
+        cfg = {**dataclasses.asdict(self.p), "recipe": dataclasses.asdict(self.p.recipe)}
+        arrays = {f"w{i}": w for i, w in enumerate(self.model.get_weights())}
+        arrays.update({f"o{i}": np.asarray(v) for i, v in enumerate(self.optimizer.variables)})
+        with atomic_path(state_path(self.p.output)) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, plan=json.dumps(cfg), history=json.dumps(self.history), **arrays)
+
+    def restore_state(self):
+        """Continue after the last completed epoch of an earlier run."""
+        with np.load(state_path(self.p.output), allow_pickle=False) as f:
+            self.history = json.loads(str(f["history"]))
+            weights = [f[f"w{i}"] for i in range(len(self.model.weights))]
+            opt = [f[f"o{i}"] for i in range(len(self.optimizer.variables))]
+        self.model.set_weights(weights)
+        for var, value in zip(self.optimizer.variables, opt):
+            var.assign(value)
+        self.log(f"resuming after epoch {self.done} of {self.p.recipe.epochs}")
 
     def meta(self):
         h = self.history
@@ -124,9 +184,10 @@ class Run:
             "seed": self.p.seed, "limit": self.p.limit,
             "train_images": self.n_train, "val_images": self.n_val,
             "epochs_run": len(h["loss"]), "history": h,
+            "weights_from": "best epoch" if self.p.save_best else "last epoch",
             "best": None if best is None else {"epoch": best + 1,
                                                "val_accuracy": h["val_accuracy"][best]},
-            "train_seconds": round(time.time() - self.started, 1),
+            "train_seconds": round(sum(h["seconds"]), 1),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "versions": versions(), "command": " ".join(["convzoo", *sys.argv[1:]]),
         }
@@ -134,23 +195,32 @@ class Run:
     def end_epoch(self, epoch, logs, seconds):
         row = {"epoch": epoch + 1, "seconds": round(seconds, 2),
                **{k: float(logs[k]) for k in COLUMNS[1:5] if k in logs}}
+        bad = [k for k in ("loss", "val_loss") if k in row and not math.isfinite(row[k])]
+        if bad or "loss" not in row:
+            raise Diverged(f"training diverged: {bad[0] if bad else 'loss'} is "
+                           f"{row.get(bad[0] if bad else 'loss', 'nan')} in epoch {epoch + 1}; "
+                           f"the last good checkpoint is kept; try a lower --learning-rate")
+        best_before = max((v for v in self.history["val_accuracy"] if v is not None), default=None)
         for k in COLUMNS:
             self.history[k].append(row.get(k))
-        bad = [k for k in ("loss", "val_loss") if row.get(k) is not None and not math.isfinite(row[k])]
-        if bad:
-            raise ConvzooError(f"training diverged: {bad[0]} is {row[bad[0]]} at epoch {epoch + 1}; "
-                               f"the last good checkpoint is kept; try a lower --learning-rate")
         self.log(f"epoch {epoch + 1}/{self.p.recipe.epochs} - " +
                  " - ".join(f"{k} {row[k]:.4f}" for k in COLUMNS[1:5] if row.get(k) is not None) +
                  f" - {seconds:.1f}s")
-        checkpoint.save(self.model, self.p.output, self.meta())
+        self.save_state()
+        improved = best_before is None or (row.get("val_accuracy") or 0) > best_before
+        if not self.p.save_best or improved:
+            checkpoint.save(self.model, self.p.output, self.meta())
         write_text(os.path.join(self.p.run_dir, "history.csv"), history_csv(self.history))
 
     def finish(self):
         from convzoo import plots
 
         meta = self.meta()
-        checkpoint.save(self.model, self.p.output, meta)
+        if self.p.save_best:  # the weights stay the best epoch's; the history covers every epoch
+            best, _ = checkpoint.load(self.p.output)
+            checkpoint.save(best, self.p.output, meta)
+        else:
+            checkpoint.save(self.model, self.p.output, meta)
         cfg = {k: meta[k] for k in ("model", "source", "dataset", "recipe", "seed", "limit",
                                     "train_images", "val_images", "versions", "command")}
         cfg["data_dir"] = self.p.data_dir
@@ -194,14 +264,24 @@ def train(p, log=lambda msg: print(msg, file=sys.stderr)):
     os.makedirs(p.run_dir, exist_ok=True)
     run = Run(p, model, info, spec, len(y_tr), len(y_va), log)
     steps = math.ceil(len(y_tr) / p.recipe.batch_size) * p.recipe.epochs
-    optimizer = _optimizer(keras, p.recipe, steps)
-    if p.recipe.loop == "tape":
-        tape_loop(model, optimizer, _loss(keras, spec.head), run, x_tr, y_tr, x_va, y_va)
-    else:
-        model.compile(optimizer=optimizer, loss=_loss(keras, spec.head), metrics=["accuracy"])
-        model.fit(x_tr, y_tr, batch_size=p.recipe.batch_size, epochs=p.recipe.epochs,
-                  validation_data=(x_va, y_va), shuffle=True, verbose=0,
-                  callbacks=[_EpochEnd(keras, run)])
+    run.optimizer = _optimizer(keras, p.recipe, steps)
+    run.optimizer.build(model.trainable_variables)
+    if p.resume:
+        run.restore_state()
+    try:
+        if p.recipe.loop == "tape":
+            tape_loop(model, run.optimizer, _loss(keras, spec.head), run, x_tr, y_tr, x_va, y_va)
+        else:
+            model.compile(optimizer=run.optimizer, loss=_loss(keras, spec.head), metrics=["accuracy"])
+            model.fit(x_tr, y_tr, batch_size=p.recipe.batch_size, epochs=p.recipe.epochs,
+                      initial_epoch=run.done, validation_data=(x_va, y_va), shuffle=True, verbose=0,
+                      callbacks=[keras.callbacks.TerminateOnNaN(), _EpochEnd(keras, run)])
+    except KeyboardInterrupt:
+        where = f"{p.output} holds epoch {run.done}" if run.done else "no epoch was completed"
+        raise Interrupted(f"interrupted; {where}; continue with the same command and --resume") from None
+    if run.done < p.recipe.epochs:  # TerminateOnNaN stopped fit before an epoch ended
+        raise Diverged(f"training diverged (NaN loss) in epoch {run.done + 1}; the last good checkpoint "
+                       f"is kept; try a lower --learning-rate")
     return run.finish()
 
 
@@ -248,10 +328,9 @@ def tape_loop(model, optimizer, loss_fn, run, x_tr, y_tr, x_va, y_va):
         return total_loss / n, total_correct / n
 
     bs = run.p.recipe.batch_size
-    rng = np.random.default_rng(run.p.seed)
-    for epoch in range(run.p.recipe.epochs):
+    for epoch in range(run.done, run.p.recipe.epochs):
         t0 = time.time()
-        order = rng.permutation(len(y_tr))
+        order = np.random.default_rng([run.p.seed, epoch]).permutation(len(y_tr))
         # the loss is averaged over the epoch (the notes appended it inside the batch loop)
         loss, acc = mean_over(((x_tr[order[i:i + bs]], y_tr[order[i:i + bs]])
                                for i in range(0, len(order), bs)), step)

@@ -38,6 +38,21 @@ DATASETS = {
         preprocess={"color": "L", "size": [28, 28], "ink": "light-on-dark", "fit": "object"},
         credit="Han Xiao, Kashif Rasul, Roland Vollgraf (Zalando Research); MIT licence",
     ),
+    "cifar10": DatasetInfo(
+        name="cifar10", title="CIFAR-10 small colour photos",
+        classes=("airplane", "automobile", "bird", "cat", "deer",
+                 "dog", "frog", "horse", "ship", "truck"),
+        input_shape=(32, 32, 3), loader="cifar",
+        preprocess={"color": "RGB", "size": [32, 32]},
+        credit="Alex Krizhevsky, Vinod Nair, Geoffrey Hinton (University of Toronto), 2009",
+    ),
+    "cats_vs_dogs": DatasetInfo(
+        name="cats_vs_dogs", title="Dogs vs. Cats (Asirra), textbook split 1000/500/500 per class",
+        # folder names in alphabetical order, so label 1 = dogs, the sigmoid head's positive class
+        classes=("cats", "dogs"), input_shape=(150, 150, 3), loader="catsdogs",
+        preprocess={"color": "RGB", "size": [150, 150]},
+        credit="Asirra, Microsoft Research, with Petfinder.com; Kaggle Dogs vs. Cats (2013)",
+    ),
 }
 
 

@@ -1,0 +1,292 @@
+"""CIFAR-10: the official pickled batches (cifar-10-batches-py/ or cifar-10-python.tar.gz), or an
+image-folder tree train/<class>/*, test/<class>/*; and the importer that writes that tree."""
+import io
+import os
+import pickle
+import tarfile
+
+import numpy as np
+from PIL import Image
+
+from convzoo import data as catalog
+from convzoo.data import folders
+from convzoo.errors import DataError
+
+CLASSES = catalog.get("cifar10").classes
+SIZE = (32, 32)
+SPLITS = ("train", "test")
+BATCHES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}
+BATCH_DIR = "cifar-10-batches-py"
+ARCHIVE = "cifar-10-python.tar.gz"
+
+
+# ---------------------------------------------------------------- the pickled batches
+
+
+def _reconstruct():
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct
+    return _reconstruct
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Only what a CIFAR batch holds: a dict of lists, bytes, str, int and plain numpy arrays."""
+
+    ALLOWED = {
+        ("builtins", "dict"), ("builtins", "list"), ("builtins", "bytes"), ("builtins", "str"),
+        ("builtins", "int"), ("__builtin__", "dict"), ("__builtin__", "list"),
+        ("__builtin__", "bytes"), ("__builtin__", "str"), ("__builtin__", "int"),
+        ("_codecs", "encode"),  # how protocol 2 spells bytes from Python 3
+    }
+    NUMPY = {"ndarray", "dtype", "_reconstruct"}  # the official files hold a uint8 ndarray
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        if module in ("numpy", "numpy.core.multiarray", "numpy._core.multiarray") and name in self.NUMPY:
+            return {"ndarray": np.ndarray, "dtype": np.dtype, "_reconstruct": _reconstruct()}[name]
+        raise pickle.UnpicklingError(f"refused to load {module}.{name}")
+
+
+def read_batch(f, where):
+    """(x uint8 (n, 32, 32, 3), labels uint8 (n,)) of one pickled batch read from file object f."""
+    try:
+        d = _BatchUnpickler(f, encoding="bytes").load()
+    except pickle.UnpicklingError as e:
+        raise DataError(f"{where}: not a CIFAR-10 batch: {e}") from None
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OSError,
+            MemoryError, ImportError) as e:
+        raise DataError(f"{where}: not a CIFAR-10 batch, or truncated ({type(e).__name__}: {e})") from None
+    if not isinstance(d, dict):
+        raise DataError(f"{where}: not a CIFAR-10 batch (holds a {type(d).__name__}, not a dict)")
+    d = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in d.items()}
+    if "data" not in d or "labels" not in d:
+        extra = " (CIFAR-100 has fine_labels; this is CIFAR-10)" if "fine_labels" in d else ""
+        raise DataError(f"{where}: no 'data' and 'labels' in the batch{extra}")
+    x, labels = d["data"], d["labels"]
+    if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072:
+        desc = f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
+        raise DataError(f"{where}: data is {desc}, expected uint8 (n, 3072)")
+    try:
+        y = np.asarray(labels, dtype=np.int64)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: labels are not integers") from None
+    if y.shape != (len(x),):
+        raise DataError(f"{where}: {len(x)} images but labels of shape {y.shape}")
+    if len(y) and (y.min() < 0 or y.max() > 9):
+        raise DataError(f"{where}: label {int(y.max() if y.max() > 9 else y.min())} out of range 0-9")
+    return x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), y.astype(np.uint8)
+
+
+def _batch_folder(folder):
+    for d in (os.path.join(folder, BATCH_DIR), folder):
+        if all(os.path.isfile(os.path.join(d, b)) for names in BATCHES.values() for b in names):
+            return d
+    return None
+
+
+def _tree(folder):
+    roots = {s: os.path.join(folder, s) for s in SPLITS}
+    if all(os.path.isdir(r) and any(os.path.isdir(os.path.join(r, c)) for c in CLASSES)
+           for r in roots.values()):
+        return roots
+    return None
+
+
+# ---------------------------------------------------------------- the loader interface
+
+
+def find(folder):
+    """{"folders": {split: path}}, {"batches": path} or {"archive": path}; None when absent."""
+    folder = os.fspath(folder)
+    if (roots := _tree(folder)) is not None:
+        return {"folders": roots}
+    if (d := _batch_folder(folder)) is not None:
+        return {"batches": d}
+    if os.path.isfile(os.path.join(folder, ARCHIVE)):
+        return {"archive": os.path.join(folder, ARCHIVE)}
+    return None
+
+
+def missing_message(folder):
+    return (f"put the official {BATCH_DIR}/ folder or {ARCHIVE} in {folder}, or import train/<class>/ "
+            f"and test/<class>/ image folders with `convzoo data import cifar10 SOURCE`")
+
+
+def load(folder, split, strict=False):
+    """(images uint8 (n, 32, 32, 3), labels uint8 (n,)) for split 'train' or 'test'."""
+    if split not in SPLITS:
+        raise DataError(f"cifar10 has no '{split}' split; choose from {', '.join(SPLITS)}")
+    folder = os.fspath(folder)
+    found = find(folder)
+    if found is None:
+        raise DataError(f"dataset files not found: {missing_message(folder)}")
+    if "folders" in found:
+        return folders.load_tree(folder, split, CLASSES, SIZE, strict=strict)
+    if "batches" in found:
+        parts = []
+        for b in BATCHES[split]:
+            path = os.path.join(found["batches"], b)
+            with open(path, "rb") as f:
+                parts.append(read_batch(f, path))
+    else:
+        parts = _read_archive(found["archive"], BATCHES[split])
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _read_archive(path, names):
+    """The named batches from the official .tar.gz, in order, reading only those members."""
+    got = {}
+    try:
+        with tarfile.open(path, "r:*") as tf:
+            for m in tf:
+                base = m.name.replace("\\", "/").rsplit("/", 1)[-1]
+                if base in names and base not in got and m.isreg():
+                    with tf.extractfile(m) as f:
+                        got[base] = read_batch(io.BytesIO(f.read()), f"{path}:{m.name}")
+                    if len(got) == len(names):
+                        break
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise DataError(f"{path}: cannot read the CIFAR-10 archive ({e})") from None
+    missing = [n for n in names if n not in got]
+    if missing:
+        raise DataError(f"{path}: {', '.join(missing)} not in the archive")
+    return [got[n] for n in names]
+
+
+def counts(folder):
+    """{split: number of images}: files in the tree, or the official 50,000/10,000 for batches."""
+    found = find(os.fspath(folder))
+    if found is None:
+        return None
+    if "folders" in found:
+        return {s: folders.count_tree(r, CLASSES) for s, r in found["folders"].items()}
+    return {"train": 50000, "test": 10000}  # five batches of 10,000 and one
+
+
+def bad_images(folder, split):
+    """['class/file: reason'] of the images in an image-folder tree that do not decode."""
+    if "folders" not in (find(os.fspath(folder)) or {}):
+        return []
+    return folders.bad_images(folder, split, CLASSES, SIZE)
+
+
+def write(folder, split, x, y):
+    """Write one split as the image-folder tree: split/<class>/NNNNN.png (lossless)."""
+    x = np.asarray(x, dtype=np.uint8)
+    y = np.asarray(y).reshape(-1)
+    if x.shape[1:] != (32, 32, 3) or len(x) != len(y):
+        raise DataError(f"cannot write cifar10 {split}: images {x.shape}, labels {y.shape}")
+    for c in CLASSES:
+        os.makedirs(os.path.join(folder, split, c), exist_ok=True)
+    for i, (img, label) in enumerate(zip(x, y)):
+        Image.fromarray(img, "RGB").save(os.path.join(folder, split, CLASSES[int(label)], f"{i:05d}.png"),
+                                         compress_level=1)
+
+
+# ---------------------------------------------------------------- the importer
+
+
+def import_source(source, folder, overwrite=False):
+    """Write folder/{train,test}/<class>/* from the official batches (folder or .tar.gz) or an
+    image-folder tree (folder, .zip or .tar[.gz]); returns what was written and skipped."""
+    folder = folders.check_target(folder, source, overwrite)
+    src = folders.Source(source)
+    batch_names = _find_batches(src)
+    if batch_names is None:
+        nested = [n for n in src.names if n.rsplit("/", 1)[-1] == ARCHIVE]
+        if src.kind == "folder" and len(nested) == 1 and not _find_tree(src)[0]:
+            src = folders.Source(src.local_path(nested[0]))
+            batch_names = _find_batches(src)
+    report = {"folder": folder, "source": src.path, "written": {}, "skipped": [], "ignored": 0}
+    if batch_names is not None:
+        report["layout"] = "batches"
+        with folders.building(folder) as tmp:
+            _import_batches(src, batch_names, tmp, report)
+        return report
+    tree, ignored = _find_tree(src)
+    if not tree:
+        raise DataError(f"{src.path}: no CIFAR-10 data found: expected {BATCH_DIR}/ (data_batch_1-5, "
+                        f"test_batch), {ARCHIVE}, or train/<class>/ and test/<class>/ image folders "
+                        f"with classes {', '.join(CLASSES)}")
+    report["layout"] = "folders"
+    report["ignored"] = ignored
+    with folders.building(folder) as tmp:
+        wanted = {}
+        for s in SPLITS:
+            for c in CLASSES:
+                os.makedirs(os.path.join(tmp, s, c))
+        for name, (split, cls) in tree.items():
+            wanted[name] = os.path.join(tmp, split, cls, name.rsplit("/", 1)[-1])
+        failed = src.copy(wanted)
+        written = dict.fromkeys(SPLITS, 0)
+        for name, dest in wanted.items():
+            why = failed.get(name) or folders.check_image(dest)
+            if why:
+                report["skipped"].append((name, why))
+                if os.path.exists(dest):
+                    os.remove(dest)
+            else:
+                written[tree[name][0]] += 1
+        report["written"] = written
+    return report
+
+
+def _find_batches(src):
+    """{batch name: entry name} when all six official batches sit in one folder of the source."""
+    by_dir = {}
+    wanted = {b for names in BATCHES.values() for b in names}
+    for n in src.names:
+        d, _, base = n.rpartition("/")
+        if base in wanted:
+            by_dir.setdefault(d, {})[base] = n
+    for d in sorted(by_dir, key=lambda d: (d.count("/"), d)):
+        if len(by_dir[d]) == len(wanted):
+            return by_dir[d]
+    return None
+
+
+def _find_tree(src):
+    """({entry name: (split, class)}, number of non-image files ignored) of .../train|test/<class>/file."""
+    tree, ignored, prefixes = {}, 0, set()
+    for n in src.names:
+        parts = n.split("/")
+        if len(parts) < 3 or parts[-3] not in SPLITS or "__MACOSX" in parts:
+            continue
+        prefix, split, cls = "/".join(parts[:-3]), parts[-3], parts[-2]
+        if cls.startswith("."):
+            continue
+        if cls not in CLASSES:
+            raise DataError(f"{src.path}: unknown class folder '{'/'.join(parts[:-1])}'; CIFAR-10 "
+                            f"classes are {', '.join(CLASSES)}")
+        if not folders.is_image_name(n):
+            ignored += 1
+            continue
+        prefixes.add(prefix)
+        tree[n] = (split, cls)
+    if len(prefixes) > 1:
+        raise DataError(f"{src.path}: several train/test trees ({', '.join(sorted(p or '.' for p in prefixes))}); "
+                        f"import one at a time")
+    return tree, ignored
+
+
+def _import_batches(src, names, tmp, report):
+    staging = os.path.join(tmp, ".incoming")
+    os.makedirs(staging)
+    failed = src.copy({n: os.path.join(staging, b) for b, n in names.items()})
+    if failed:
+        name, why = next(iter(failed.items()))
+        raise DataError(f"{src.path}: {name}: {why}")
+    for split in SPLITS:
+        parts = []
+        for b in BATCHES[split]:
+            with open(os.path.join(staging, b), "rb") as f:
+                parts.append(read_batch(f, f"{src.path}:{names[b]}"))
+        x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        write(tmp, split, x, y)
+        report["written"][split] = len(y)
+    for b in os.listdir(staging):
+        os.remove(os.path.join(staging, b))
+    os.rmdir(staging)

@@ -1,0 +1,371 @@
+"""Image-folder datasets: sources read safely (folder, .zip, .tar[.gz]), trees of class folders decoded
+into cached arrays, and dataset folders built beside the target and moved into place."""
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import stat
+import tarfile
+import tempfile
+import warnings
+import zipfile
+
+import numpy as np
+from PIL import Image
+
+from convzoo import images
+from convzoo.errors import DataError, ImageError
+from convzoo.fileio import atomic_path
+
+CACHE_VERSION = 1
+MAX_FILE_BYTES = 512 * 2**20  # no photo is this big; stops a zip bomb from filling the disk
+
+
+class SkippedImages(UserWarning):
+    """Some images in a dataset folder could not be decoded and were left out."""
+
+
+def is_image_name(name):
+    """A photo by its extension; hidden files (macOS '._x.jpg', '.DS_Store') are not."""
+    base = name.rsplit("/", 1)[-1]
+    return not base.startswith(".") and os.path.splitext(base)[1].lower() in images.EXTENSIONS
+
+
+def reason(err, path):
+    """An ImageError's message without the (temporary) path it names."""
+    msg = str(err)
+    prefix = f"{path}: "
+    return msg[len(prefix):] if msg.startswith(prefix) else msg
+
+
+def check_image(path):
+    """None if `path` decodes, else why not (one line)."""
+    try:
+        if os.path.getsize(path) == 0:
+            return "empty file (0 bytes)"
+        images.read(path, "RGB")
+    except ImageError as e:
+        return reason(e, path)
+    except OSError as e:
+        return f"cannot read ({e.strerror or e})"
+    return None
+
+
+# ---------------------------------------------------------------- sources: folder, zip, tar
+
+
+def _clean_name(name, where):
+    """The entry name as a relative posix path; DataError if it would land outside the target."""
+    raw = name.replace("\\", "/")
+    parts = raw.split("/")
+    if raw.startswith("/") or re.match(r"^[A-Za-z]:", raw) or ".." in parts or "\0" in raw:
+        raise DataError(f"{where}: refused: archive entry '{name}' would be written outside the "
+                        f"target folder; nothing was imported")
+    return "/".join(p for p in parts if p not in ("", "."))
+
+
+class Source:
+    """The files of a folder, .zip or .tar(.gz) archive, by relative posix name.
+
+    Archives are checked whole when opened: an entry with '..', an absolute path, or a link or
+    device refuses the archive before anything is written."""
+
+    def __init__(self, path):
+        self.path = os.path.abspath(os.fspath(path))
+        self.names = []
+        if os.path.isdir(self.path):
+            self.kind = "folder"
+            self._scan_folder()
+        elif not os.path.exists(self.path):
+            raise DataError(f"{self.path}: no such file or folder")
+        elif zipfile.is_zipfile(self.path):
+            self.kind = "zip"
+            self._scan_zip()
+        elif _is_tar(self.path):
+            self.kind = "tar"
+            self._scan_tar()
+        else:
+            raise DataError(f"{self.path}: not a folder, .zip or .tar(.gz) archive")
+        self.names.sort()
+
+    def _scan_folder(self):
+        for top, dirs, files in os.walk(self.path):
+            dirs.sort()
+            rel = os.path.relpath(top, self.path).replace(os.sep, "/")
+            for f in files:
+                self.names.append(f if rel == "." else f"{rel}/{f}")
+
+    def _scan_zip(self):
+        self._zip = {}
+        try:
+            with zipfile.ZipFile(self.path) as zf:
+                infos = zf.infolist()
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            raise DataError(f"{self.path}: cannot read zip archive ({e})") from None
+        for info in infos:
+            name = _clean_name(info.filename, self.path)
+            mode = info.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                raise DataError(f"{self.path}: refused: archive entry '{info.filename}' is a symbolic "
+                                f"link; nothing was imported")
+            if info.is_dir() or not name:
+                continue
+            self._zip[name] = info
+            self.names.append(name)
+
+    def _scan_tar(self):
+        self._tar = {}
+        try:
+            with tarfile.open(self.path, "r:*") as tf:
+                members = tf.getmembers()
+        except (tarfile.TarError, OSError, EOFError) as e:
+            raise DataError(f"{self.path}: cannot read tar archive ({e})") from None
+        for m in members:
+            name = _clean_name(m.name, self.path)
+            if m.isdir():
+                continue
+            if not m.isreg():
+                kind = ("symbolic link" if m.issym() else "hard link" if m.islnk()
+                        else "device or special file")
+                raise DataError(f"{self.path}: refused: archive entry '{m.name}' is a {kind}; "
+                                f"nothing was imported")
+            if name:
+                self._tar[m.name] = name
+                self.names.append(name)
+
+    def local_path(self, name):
+        """The file's own path when the source is a folder, else None."""
+        return os.path.join(self.path, *name.split("/")) if self.kind == "folder" else None
+
+    def copy(self, wanted):
+        """Write each wanted {name: destination path}; returns {name: why it failed} for failures."""
+        failed = {}
+        if self.kind == "folder":
+            for name, dest in wanted.items():
+                try:
+                    shutil.copyfile(self.local_path(name), dest)
+                except OSError as e:
+                    failed[name] = f"cannot read ({e.strerror or e})"
+        elif self.kind == "zip":
+            try:
+                with zipfile.ZipFile(self.path) as zf:
+                    for name, dest in wanted.items():
+                        info = self._zip[name]
+                        if info.file_size > MAX_FILE_BYTES:
+                            failed[name] = f"larger than {MAX_FILE_BYTES // 2**20} MB"
+                            continue
+                        try:
+                            with zf.open(info) as f:
+                                _copy_limited(f, dest)
+                        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
+                            failed[name] = f"corrupt archive entry ({e})"
+            except (zipfile.BadZipFile, OSError) as e:
+                raise DataError(f"{self.path}: cannot read zip archive ({e})") from None
+        else:
+            left = dict(wanted)
+            try:
+                with tarfile.open(self.path, "r:*") as tf:
+                    for m in tf:  # one sequential pass: random access into a .tar.gz re-inflates it
+                        if not left:
+                            break
+                        name = self._tar.get(m.name)
+                        if name not in left or not m.isreg():
+                            continue
+                        if m.size > MAX_FILE_BYTES:
+                            failed[name] = f"larger than {MAX_FILE_BYTES // 2**20} MB"
+                        else:
+                            with tf.extractfile(m) as f:
+                                _copy_limited(f, left[name])
+                        del left[name]
+            except (tarfile.TarError, OSError, EOFError, zipfile.BadZipFile) as e:
+                raise DataError(f"{self.path}: cannot read tar archive ({e})") from None
+            failed.update({name: "missing from the archive on a second read" for name in left})
+        return failed
+
+
+def _is_tar(path):
+    try:
+        return tarfile.is_tarfile(path)
+    except (OSError, EOFError):
+        return False
+
+
+def _copy_limited(f, dest):
+    done = 0
+    with open(dest, "wb") as out:
+        while chunk := f.read(1 << 20):
+            done += len(chunk)
+            if done > MAX_FILE_BYTES:
+                raise ValueError(f"larger than {MAX_FILE_BYTES // 2**20} MB")
+            out.write(chunk)
+
+
+# ---------------------------------------------------------------- building the target folder
+
+
+def check_target(folder, source, overwrite):
+    """Refuse an existing target unless overwrite, and a source inside the target."""
+    folder = os.path.abspath(os.fspath(folder))
+    if os.path.lexists(folder) and not overwrite:
+        raise DataError(f"{folder} already exists; pass --overwrite to replace it")
+    src = os.path.realpath(os.fspath(source))
+    if os.path.commonpath([src, os.path.realpath(folder)]) == os.path.realpath(folder):
+        raise DataError(f"the source {source} is inside the target {folder}; import from elsewhere")
+    return folder
+
+
+@contextlib.contextmanager
+def building(folder):
+    """Yield a temp folder beside `folder`; on success it takes the place of `folder`."""
+    folder = os.path.abspath(os.fspath(folder))
+    parent, base = os.path.split(folder)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{base}.", suffix=".tmp", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700
+        yield tmp
+        old = None
+        if os.path.lexists(folder):
+            old = tempfile.mkdtemp(prefix=f".{base}.", suffix=".old", dir=parent)
+            os.rmdir(old)
+            os.rename(folder, old)
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if old:
+                os.rename(old, folder)
+            raise
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- decoding a tree, with a cache
+
+
+def list_tree(root, classes):
+    """[(relative path, label)] of the images in root/<class>/, sorted; DataError on a stray folder."""
+    if not os.path.isdir(root):
+        raise DataError(f"{root}: no such folder")
+    known = {c: i for i, c in enumerate(classes)}
+    files = []
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if entry.name.startswith(".") or not entry.is_dir():
+            continue
+        if entry.name not in known:
+            raise DataError(f"{root}: unknown class folder '{entry.name}'; expected "
+                            f"{', '.join(classes)}")
+        for f in sorted(os.scandir(entry.path), key=lambda e: e.name):
+            if f.is_file() and is_image_name(f.name):
+                st = f.stat()
+                files.append((f"{entry.name}/{f.name}", known[entry.name], st.st_size, st.st_mtime_ns))
+    return files
+
+
+def decode(path, size):
+    """images.read as RGB, resized to `size` (h, w) with Pillow bilinear when it differs."""
+    arr = images.read(path, "RGB")
+    h, w = size
+    if arr.shape[:2] != (h, w):
+        arr = np.asarray(Image.fromarray(arr).resize((w, h), Image.BILINEAR), dtype=np.uint8)
+    return arr
+
+
+def cache_path(folder, split):
+    return os.path.join(folder, f"cache-{split}.npz")
+
+
+def load_tree(folder, split, classes, size, strict=False):
+    """(x uint8 (n, h, w, 3), y uint8) of folder/split/<class>/*, decoded once and cached in
+    folder/cache-<split>.npz; unreadable images are left out with a SkippedImages warning, or
+    DataError when strict."""
+    root = os.path.join(os.fspath(folder), split)
+    files = list_tree(root, classes)
+    if not files:
+        raise DataError(f"{root}: no images in its class folders ({', '.join(classes)})")
+    key = _key(files, classes, size)
+    cached = _read_cache(cache_path(folder, split), key)
+    if cached is None:
+        x, y, skipped = _decode_all(root, files, size)
+        try:
+            with atomic_path(cache_path(folder, split)) as tmp:
+                np.savez(tmp, x=x, y=y, key=np.array(key), skipped=np.array(skipped, dtype=str))
+        except OSError as e:
+            warnings.warn(f"{folder}: cannot write the decoded-image cache ({e.strerror or e}); "
+                          f"the next load decodes again", stacklevel=2)
+    else:
+        x, y, skipped = cached
+    if skipped:
+        msg = (f"{root}: {len(skipped)} of {len(files)} images cannot be decoded "
+               f"(first: {skipped[0]})")
+        if strict:
+            raise DataError(f"{msg}; remove them, or load without --strict to skip them")
+        warnings.warn(f"{msg}; skipped", SkippedImages, stacklevel=2)
+    if not len(y):
+        raise DataError(f"{root}: none of its {len(files)} images can be decoded")
+    return x, y
+
+
+def bad_images(folder, split, classes, size):
+    """['class/file: reason'] of the images load_tree leaves out (uses and fills the cache)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkippedImages)
+        try:
+            load_tree(folder, split, classes, size)
+        except DataError:
+            pass
+    root = os.path.join(os.fspath(folder), split)
+    cached = _read_cache(cache_path(folder, split), _key(list_tree(root, classes), classes, size))
+    return list(cached[2]) if cached else []
+
+
+def _key(files, classes, size):
+    h = hashlib.sha256(f"{CACHE_VERSION}|{size}|{'/'.join(classes)}".encode())
+    for rel, label, nbytes, mtime in files:
+        h.update(f"\n{rel}\0{label}\0{nbytes}\0{mtime}".encode())
+    return h.hexdigest()
+
+
+def _read_cache(path, key):
+    if not os.path.isfile(path):
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if str(f["key"]) != key:
+                return None
+            return f["x"], f["y"], [str(s) for s in f["skipped"]]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None  # a damaged cache is rebuilt
+
+
+def _decode_all(root, files, size):
+    h, w = size
+    x = np.empty((len(files), h, w, 3), np.uint8)
+    y = np.empty(len(files), np.uint8)
+    skipped = []
+    n = 0
+    for rel, label, _, _ in files:
+        path = os.path.join(root, rel)
+        try:
+            x[n] = decode(path, size)
+        except ImageError as e:
+            skipped.append(f"{rel}: {reason(e, path)}")
+            continue
+        y[n] = label
+        n += 1
+    return x[:n], y[:n], skipped
+
+
+def count_tree(root, classes):
+    """Number of image files in root/<class>/ (no decoding)."""
+    n = 0
+    for c in classes:
+        d = os.path.join(root, c)
+        if os.path.isdir(d):
+            n += sum(1 for e in os.scandir(d) if e.is_file() and is_image_name(e.name))
+    return n
