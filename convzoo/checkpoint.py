@@ -22,13 +22,15 @@ META_ENTRY = "convzoo.json"
 ALLOWED_CLASSES = {
     "Sequential", "InputLayer", "Rescaling", "Conv2D", "MaxPooling2D", "Dropout", "Flatten",
     "Dense", "BatchNormalization", "Activation",
-    "RandomRotation", "RandomTranslation", "RandomZoom", "RandomFlip",
+    "RandomRotation", "RandomTranslation", "RandomZoom", "RandomFlip", "RandomShear", "Functional", "__keras_tensor__",
     "DTypePolicy", "FloatDTypePolicy",
     "TruncatedNormal", "Constant", "GlorotUniform", "Zeros", "Ones", "HeUniform", "HeNormal",
     "RandomNormal", "RandomUniform", "GlorotNormal",
-    "Adam", "RMSprop", "SGD",
+    "Adam", "RMSprop", "SGD", "CosineDecay",
+    "SparseCategoricalCrossentropy", "BinaryCrossentropy", "CategoricalCrossentropy",
 }
-ALLOWED_MODULES = {None, "keras", "keras.layers", "keras.initializers", "keras.optimizers",
+ALLOWED_MODULES = {None, "keras", "keras.layers", "keras.initializers", "keras.optimizers", "keras.losses",
+                   "keras.optimizers.schedules",
                    "keras.models", "keras.src.models.sequential"}
 ALLOWED_ACTIVATIONS = {None, "relu", "softmax", "sigmoid", "linear"}
 FORBIDDEN_KEYS = {"function", "function_type", "output_shape_type", "module_name", "fn"}
@@ -187,3 +189,32 @@ def save(model, path, meta, include_optimizer=False):
             with h5py.File(tmp, "a") as f:
                 f.attrs[META_ATTR] = text
     return path
+
+
+def check_weights_file(path):
+    """A weights-only .h5 given as --weights: an HDF5 file without links or external storage."""
+    path = os.fspath(path)
+    if _kind(path) != "h5":
+        raise CheckpointError(f"{path}: --weights needs an HDF5 .h5 weights file")
+    try:
+        with h5py.File(path, "r") as f:
+            _check_hdf5(f, path)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read weights file ({e})") from None
+    return path
+
+
+def update_meta(path, **updates):
+    """Merge `updates` into a checkpoint's metadata (.h5), writing a copy and moving it into place."""
+    import shutil
+
+    path = os.fspath(path)
+    meta = read_meta(path)
+    meta.update(updates)
+    if _kind(path) != "h5":
+        raise CheckpointError(f"{path}: metadata can be updated in .h5 checkpoints only")
+    with atomic_path(path) as tmp:
+        shutil.copyfile(path, tmp)
+        with h5py.File(tmp, "a") as f:
+            f.attrs[META_ATTR] = json.dumps(meta)
+    return meta

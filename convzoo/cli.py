@@ -53,8 +53,16 @@ def main():
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @click.option("--dataset", help="Only the models for this dataset.")
-def models(as_json, dataset):
+@click.option("--results", "results_dir", is_flag=False, flag_value=MODELS_DIR, default=None,
+              help="Instead: a Markdown results table of the checkpoints in a folder [default: models/].")
+def models(as_json, dataset, results_dir):
     """List the zoo: name, dataset, parameters, source row, recipe."""
+    if results_dir:
+        from convzoo import results
+
+        rows = results.collect(results_dir)
+        click.echo(json.dumps(rows, indent=2) if as_json else results.markdown(rows))
+        return
     if dataset:
         catalog.get(dataset)
     rows = []
@@ -99,9 +107,9 @@ def data_list(data_dir, as_json):
         click.echo(json.dumps(rows, indent=2))
         return
     for r in rows:
-        state = (f"train {r['train']:,}  test {r['test']:,}" if r["found"]
-                 else r["error"] or "not found")
-        click.echo(f"{r['name']:<15}{'found' if r['found'] else 'missing':<9}{state:<28}{r['path']}")
+        state = (", ".join(f"{s} {r[s]:,}" for s in ("train", "validation", "test") if r.get(s))
+                 if r["found"] else r["error"] or "not found")
+        click.echo(f"{r['name']:<15}{'found' if r['found'] else 'missing':<9}{state:<40}{r['path']}")
 
 
 @data.command("show")
@@ -150,6 +158,37 @@ def data_fetch(name, data_dir):
     click.echo(f"{name} written to {where}")
 
 
+@data.command("import")
+@click.argument("name")
+@click.argument("source", type=click.Path(exists=True))
+@data_dir_option
+@click.option("--overwrite", is_flag=True, help="Replace an existing dataset folder.")
+@click.option("--train", "n_train", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="cats_vs_dogs: training images per class.")
+@click.option("--validation", "n_val", type=click.IntRange(min=1), default=500, show_default=True,
+              help="cats_vs_dogs: validation images per class.")
+@click.option("--test", "n_test", type=click.IntRange(min=1), default=500, show_default=True,
+              help="cats_vs_dogs: test images per class.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="cats_vs_dogs: shuffle seed when file names carry no numbers.")
+def data_import(name, source, data_dir, overwrite, n_train, n_val, n_test, seed):
+    """Build a dataset folder from SOURCE (a folder, .zip or .tar.gz); bad images are skipped."""
+    from convzoo.data import store
+
+    mod = catalog.loader(name)
+    if not hasattr(mod, "import_source"):
+        raise ConvzooError(f"{name} is not imported from a folder: use `convzoo data fetch {name}` "
+                           f"or {mod.missing_message(store.folder(name, store.data_dir(data_dir)))}")
+    opts = dict(train=n_train, validation=n_val, test=n_test, seed=seed) if name == "cats_vs_dogs" else {}
+    report = mod.import_source(source, store.folder(name, store.data_dir(data_dir)),
+                               overwrite=overwrite, **opts)
+    written = ", ".join(f"{split} {n:,}" for split, n in report["written"].items())
+    for entry, why in report["skipped"][:20]:
+        err(f"skipped {entry}: {why}")
+    click.echo(f"{name} imported to {report['folder']}: {written}; skipped {len(report['skipped'])} "
+               f"unreadable file(s)")
+
+
 # ---------------------------------------------------------------- train
 @cli.command()
 @click.argument("dataset")
@@ -161,6 +200,9 @@ def data_fetch(name, data_dir):
 @click.option("--validation-split", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Fraction of the training images held out, stratified (default 0.2).")
 @click.option("--limit", type=click.IntRange(min=1), help="Train on the first N training images only.")
+@click.option("--augment/--no-augment", default=None,
+              help="Random augmentation layers, active in training only (default: the recipe's).")
+@click.option("--weights", help="VGG16 models: imagenet (default, downloads), none, or a weights .h5 file.")
 @click.option("--seed", type=int, help="Random seed for weights and shuffling [default: 0].")
 @data_dir_option
 @click.option("--output", type=click.Path(dir_okay=False),
@@ -171,7 +213,7 @@ def data_fetch(name, data_dir):
 @click.option("--save-best", is_flag=True,
               help="Keep the weights of the epoch with the best validation accuracy, not the last.")
 def train(dataset, model_name, optimizer, learning_rate, epochs, batch_size, validation_split,
-          limit, seed, data_dir, output, overwrite, resume, save_best):
+          limit, augment, weights, seed, data_dir, output, overwrite, resume, save_best):
     """Train a zoo model on DATASET and save a checkpoint with its run folder.
 
     The checkpoint is rewritten after every completed epoch, so an interrupted run keeps its
@@ -182,8 +224,8 @@ def train(dataset, model_name, optimizer, learning_rate, epochs, batch_size, val
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
     p = training.plan(dataset, model_name, output=output, data_dir=data_dir, seed=seed, limit=limit,
-                      overwrite=overwrite, resume=resume, save_best=save_best,
-                      optimizer=optimizer, learning_rate=learning_rate,
+                      overwrite=overwrite, resume=resume, save_best=save_best, weights=weights,
+                      augment=augment, optimizer=optimizer, learning_rate=learning_rate,
                       epochs=epochs, batch_size=batch_size, validation_split=validation_split)
     meta = training.train(p, log=err)
     best = meta["best"]
@@ -209,11 +251,23 @@ def resolve_checkpoint(name):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--report-dir", type=click.Path(file_okay=False),
               help="Write confusion_matrix.png, misclassified.png and metrics.json here.")
-def evaluate(checkpoint, data_dir, limit, as_json, report_dir):
+@click.option("--dataset", help="Score on this dataset's test set instead of the checkpoint's own.")
+@click.option("--record", is_flag=True,
+              help="Store the result in the checkpoint's metadata (for `convzoo models --results`).")
+def evaluate(checkpoint, data_dir, limit, as_json, report_dir, dataset, record):
     """Score CHECKPOINT (a file, or a dataset name for a bundled model) on the test set."""
     from convzoo import evaluate as ev
 
-    result = ev.evaluate(resolve_checkpoint(checkpoint), data_dir, limit, report_dir)
+    path = resolve_checkpoint(checkpoint)
+    result = ev.evaluate(path, data_dir, limit, report_dir, dataset)
+    if record:
+        if limit or dataset:
+            raise ConvzooError("--record stores full test-set results only: drop --limit and --dataset")
+        from convzoo import checkpoint as ckpt
+        import datetime
+
+        ckpt.update_meta(path, test={k: result[k] for k in ("accuracy", "loss", "n", "dataset")} | {
+            "date": datetime.date.today().isoformat()})
     if as_json:
         click.echo(json.dumps(result))
     else:

@@ -8,12 +8,12 @@ def _start(input_shape, augment=()):
     return [keras.Input(shape=input_shape), *augment, layers.Rescaling(1.0 / 255)]
 
 
-def mnist_cnn(input_shape, num_classes, dataset=None):
+def mnist_cnn(input_shape, num_classes, dataset=None, augment=False, **_):
     """S3 ("Learning TensorFlow" ch.4); the book reports about 99.2% on MNIST."""
     # the book's weights: truncated normal std 0.1, biases 0.1; its keep_prob=0.5 is Dropout(0.5)
     init = dict(kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.1),
                 bias_initializer=keras.initializers.Constant(0.1))
-    return keras.Sequential(_start(input_shape) + [
+    return keras.Sequential(_start(input_shape, augmentation(dataset, augment)) + [
         layers.Conv2D(32, 5, padding="same", activation="relu", **init),
         layers.MaxPooling2D(2),
         layers.Conv2D(64, 5, padding="same", activation="relu", **init),
@@ -25,9 +25,9 @@ def mnist_cnn(input_shape, num_classes, dataset=None):
     ], name="mnist_cnn")
 
 
-def _fashion_convnet(input_shape, num_classes, dropout, logits):
+def _fashion_convnet(input_shape, num_classes, dropout, logits, augment=()):
     init = dict(kernel_initializer="glorot_uniform", bias_initializer="zeros")
-    return _start(input_shape) + [
+    return _start(input_shape, augment) + [
         layers.Conv2D(10, 3, padding="same", activation="relu", **init),
         layers.MaxPooling2D(2),
         layers.Flatten(),
@@ -37,38 +37,40 @@ def _fashion_convnet(input_shape, num_classes, dropout, logits):
     ]
 
 
-def fashion_cnn(input_shape, num_classes, dataset=None):
+def fashion_cnn(input_shape, num_classes, dataset=None, augment=False, **_):
     """S2: the S1 convnet in Keras with a Dropout between the conv part and the dense part."""
-    return keras.Sequential(_fashion_convnet(input_shape, num_classes, True, False), name="fashion_cnn")
+    return keras.Sequential(_fashion_convnet(input_shape, num_classes, True, False,
+                                             augmentation(dataset, augment)), name="fashion_cnn")
 
 
-def fashion_cnn_scratch(input_shape, num_classes, dataset=None):
+def fashion_cnn_scratch(input_shape, num_classes, dataset=None, augment=False, **_):
     """S1: the same convnet ending in logits, trained by the hand-written GradientTape loop."""
-    return keras.Sequential(_fashion_convnet(input_shape, num_classes, False, True),
-                            name="fashion_cnn_scratch")
+    return keras.Sequential(_fashion_convnet(input_shape, num_classes, False, True,
+                                             augmentation(dataset, augment)), name="fashion_cnn_scratch")
 
 
-def mlp(input_shape, num_classes, dataset=None):
+def mlp(input_shape, num_classes, dataset=None, augment=False, **_):
     """S6: 784 - 100 sigmoid - 10 softmax; the notes report validation accuracy 0.815."""
-    return keras.Sequential(_start(input_shape) + [
+    return keras.Sequential(_start(input_shape, augmentation(dataset, augment)) + [
         layers.Flatten(),
         layers.Dense(100, activation="sigmoid"),
         layers.Dense(num_classes, activation="softmax"),
     ], name="mlp")
 
 
-def _conv(filters, bn):
+def _conv(filters, bn, size=3):
     if not bn:
-        return [layers.Conv2D(filters, 3, padding="same", activation="relu")]
-    return [layers.Conv2D(filters, 3, padding="same", use_bias=False),
+        return [layers.Conv2D(filters, size, padding="same", activation="relu")]
+    return [layers.Conv2D(filters, size, padding="same", use_bias=False),
             layers.BatchNormalization(), layers.Activation("relu")]
 
 
-def _vgg(input_shape, num_classes, augment, bn, name):
-    """Two VGG-style blocks (3x3 conv pairs, 32 then 64 filters), dense 256, dropout."""
-    return keras.Sequential(_start(input_shape, augment) + [
-        *_conv(32, bn), *_conv(32, bn), layers.MaxPooling2D(2), layers.Dropout(0.1),
-        *_conv(64, bn), *_conv(64, bn), layers.MaxPooling2D(2), layers.Dropout(0.2),
+def _vgg(input_shape, num_classes, augment, bn, widths, dropouts, name):
+    """VGG-style blocks (pairs of 3x3 convs, then 2x2 pooling), dense 256, dropout 0.5."""
+    body = []
+    for width, rate in zip(widths, dropouts):
+        body += [*_conv(width, bn), *_conv(width, bn), layers.MaxPooling2D(2), layers.Dropout(rate)]
+    return keras.Sequential(_start(input_shape, augment) + body + [
         layers.Flatten(),
         layers.Dense(256, activation="relu"),
         layers.Dropout(0.5),
@@ -76,19 +78,107 @@ def _vgg(input_shape, num_classes, augment, bn, name):
     ], name=name)
 
 
-def mnist_vgg(input_shape, num_classes, dataset=None):
+def mnist_vgg(input_shape, num_classes, dataset="mnist", augment=True, **_):
     """S3 improved: 3x3 conv pairs, light shift/rotate/zoom augmentation; the release MNIST model."""
-    augment = [layers.RandomRotation(0.03, fill_mode="constant"),
-               layers.RandomTranslation(0.1, 0.1, fill_mode="constant"),
-               layers.RandomZoom(0.1, fill_mode="constant")]
-    return _vgg(input_shape, num_classes, augment, False, "mnist_vgg")
+    return _vgg(input_shape, num_classes, augmentation(dataset, augment), False, (32, 64), (0.1, 0.2),
+                "mnist_vgg")
 
 
-def fashion_vgg(input_shape, num_classes, dataset=None):
+def fashion_vgg(input_shape, num_classes, dataset="fashion_mnist", augment=True, **_):
     """S2 improved: 3x3 conv pairs with batch norm, flips and shifts; the release Fashion-MNIST model."""
-    augment = [layers.RandomFlip("horizontal"),
-               layers.RandomTranslation(0.08, 0.08, fill_mode="constant")]
-    return _vgg(input_shape, num_classes, augment, True, "fashion_vgg")
+    return _vgg(input_shape, num_classes, augmentation(dataset, augment), True, (32, 64), (0.1, 0.2),
+                "fashion_vgg")
+
+
+def cifar10_cnn(input_shape, num_classes, dataset="cifar10", augment=False, **_):
+    """S4: conv 5x5 32/64/128, each with 2x2 pooling, dense 512, dropout, 10 classes."""
+    return keras.Sequential(_start(input_shape, augmentation(dataset, augment)) + [
+        *_conv(32, False, 5), layers.MaxPooling2D(2),
+        *_conv(64, False, 5), layers.MaxPooling2D(2),
+        *_conv(128, False, 5), layers.MaxPooling2D(2),
+        layers.Flatten(),
+        layers.Dense(512, activation="relu"),
+        layers.Dropout(0.5),
+        layers.Dense(num_classes, activation="softmax"),
+    ], name="cifar10_cnn")
+
+
+def cifar10_vgg(input_shape, num_classes, dataset="cifar10", augment=True, **_):
+    """S4 improved: three VGG blocks (32/64/128) with batch norm, flips and shifts; release model."""
+    return _vgg(input_shape, num_classes, augmentation(dataset, augment), True, (32, 64, 128),
+                (0.2, 0.3, 0.4), "cifar10_vgg")
+
+
+def _catsdogs(input_shape, augment, dropout, name):
+    """S8 (Deep Learning with Python 5.2): Conv2D 32-64-128-128, each pooled, dense 512, sigmoid."""
+    return keras.Sequential(_start(input_shape, augment) + [
+        layers.Conv2D(32, 3, activation="relu"), layers.MaxPooling2D(2),
+        layers.Conv2D(64, 3, activation="relu"), layers.MaxPooling2D(2),
+        layers.Conv2D(128, 3, activation="relu"), layers.MaxPooling2D(2),
+        layers.Conv2D(128, 3, activation="relu"), layers.MaxPooling2D(2),
+        layers.Flatten(),
+        *([layers.Dropout(0.5)] if dropout else []),
+        layers.Dense(512, activation="relu"),
+        layers.Dense(1, activation="sigmoid"),
+    ], name=name)
+
+
+def catsdogs_cnn(input_shape, num_classes, dataset="cats_vs_dogs", augment=False, **_):
+    """S8 exactly; the book's curves show it over-fitting."""
+    return _catsdogs(input_shape, augmentation(dataset, augment), False, "catsdogs_cnn")
+
+
+def catsdogs_cnn_aug(input_shape, num_classes, dataset="cats_vs_dogs", augment=True, **_):
+    """S9: S8 plus Dropout(0.5) after Flatten, trained with augmentation; about 82% in the book."""
+    return _catsdogs(input_shape, augmentation(dataset, augment), True, "catsdogs_cnn_aug")
+
+
+def _vgg16(input_shape, augment, weights, finetune, name):
+    """S11: keras.applications.VGG16 base without its top, a small dense head."""
+    base = keras.applications.VGG16(include_top=False, weights=weights, input_shape=tuple(input_shape))
+    base.trainable = finetune
+    if finetune:  # only the last block learns, as S11 fine-tunes it
+        for layer in base.layers:
+            layer.trainable = layer.name.startswith("block5")
+    return keras.Sequential(_start(input_shape, augment) + [
+        base,
+        layers.Flatten(),
+        layers.Dense(256, activation="relu"),
+        layers.Dropout(0.5),
+        layers.Dense(1, activation="sigmoid"),
+    ], name=name)
+
+
+def vgg16_features(input_shape, num_classes, dataset="cats_vs_dogs", augment=False, weights=None, **_):
+    """S11 feature extraction: frozen VGG16 base; about 90% in the book with ImageNet weights."""
+    return _vgg16(input_shape, augmentation(dataset, augment), weights, False, "vgg16_features")
+
+
+def vgg16_finetune(input_shape, num_classes, dataset="cats_vs_dogs", augment=True, weights=None, **_):
+    """S11 fine-tuning: VGG16 with block5 unfrozen; about 97% in the book with ImageNet weights."""
+    return _vgg16(input_shape, augmentation(dataset, augment), weights, True, "vgg16_finetune")
+
+
+def augmentation(dataset, on=True):
+    """Each dataset's augmentation as preprocessing layers: active in training only."""
+    if not on:
+        return []
+    if dataset == "mnist":
+        return [layers.RandomRotation(0.03, fill_mode="constant"),
+                layers.RandomTranslation(0.1, 0.1, fill_mode="constant"),
+                layers.RandomZoom(0.1, fill_mode="constant")]
+    if dataset == "fashion_mnist":
+        return [layers.RandomFlip("horizontal"),
+                layers.RandomTranslation(0.08, 0.08, fill_mode="constant")]
+    if dataset == "cifar10":
+        return [layers.RandomFlip("horizontal"),
+                layers.RandomTranslation(0.1, 0.1, fill_mode="reflect")]
+    # S9's recipe: rotation 40 degrees, shifts 0.2, shear 0.2, zoom 0.2, horizontal flip
+    return [layers.RandomRotation(40 / 360, fill_mode="nearest"),
+            layers.RandomTranslation(0.2, 0.2, fill_mode="nearest"),
+            layers.RandomShear(x_factor=0.2, y_factor=0.2, fill_mode="nearest"),
+            layers.RandomZoom(0.2, fill_mode="nearest"),
+            layers.RandomFlip("horizontal")]
 
 
 BUILDERS = {
@@ -98,4 +188,10 @@ BUILDERS = {
     "mlp": mlp,
     "mnist-vgg": mnist_vgg,
     "fashion-vgg": fashion_vgg,
+    "cifar10-cnn": cifar10_cnn,
+    "cifar10-vgg": cifar10_vgg,
+    "catsdogs-cnn": catsdogs_cnn,
+    "catsdogs-cnn-aug": catsdogs_cnn_aug,
+    "vgg16-features": vgg16_features,
+    "vgg16-finetune": vgg16_finetune,
 }

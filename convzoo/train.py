@@ -53,6 +53,7 @@ class Plan:
     overwrite: bool = False
     resume: bool = False
     save_best: bool = False
+    weights: str | None = None  # VGG16 entries: "imagenet", "none" or a weights file
 
     @property
     def run_dir(self):
@@ -60,7 +61,7 @@ class Plan:
 
 
 def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None, overwrite=False,
-         resume=False, save_best=False, **overrides):
+         resume=False, save_best=False, weights=None, **overrides):
     """Resolve names and options; refuse bad values and an existing output before training."""
     catalog.get(dataset)
     if resume:
@@ -80,6 +81,7 @@ def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None,
     if recipe.loop == "tape" and recipe.optimizer != "sgd":
         raise ConvzooError(f"{model} is S1's hand-written plain-SGD loop; it takes no --optimizer "
                            f"{recipe.optimizer}")
+    weights = _check_weights(model, weights)
     output = output or default_output(model, dataset)
     if not output.endswith((".h5", ".keras")):
         raise ConvzooError(f"--output {output}: the checkpoint name must end in .h5 or .keras")
@@ -88,7 +90,21 @@ def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None,
         raise ConvzooError(f"run folder {run_folder(output)} already exists; pass --overwrite to replace it")
     return Plan(dataset=dataset, model=model, recipe=recipe, output=output,
                 data_dir=store.data_dir(data_dir), seed=seed, limit=limit, overwrite=overwrite,
-                save_best=save_best)
+                save_best=save_best, weights=weights)
+
+
+def _check_weights(model, weights):
+    if not model.startswith("vgg16"):
+        if weights is not None:
+            raise ConvzooError(f"--weights applies to the VGG16 models only, not {model}")
+        return None
+    weights = weights or "imagenet"
+    if weights not in ("imagenet", "none"):
+        from convzoo import checkpoint
+
+        checkpoint.check_weights_file(weights)
+        weights = os.path.abspath(weights)
+    return weights
 
 
 def _resume_plan(dataset, model, output, data_dir, seed, limit, save_best, overrides):
@@ -110,7 +126,7 @@ def _resume_plan(dataset, model, output, data_dir, seed, limit, save_best, overr
                                f"{getattr(recipe, key)}, not {value}")
     return Plan(dataset=cfg["dataset"], model=cfg["model"], recipe=recipe, output=output,
                 data_dir=store.data_dir(data_dir or cfg["data_dir"]), seed=cfg["seed"],
-                limit=cfg["limit"], resume=True, save_best=cfg["save_best"])
+                limit=cfg["limit"], resume=True, save_best=cfg["save_best"], weights=cfg["weights"])
 
 
 def state_path(output):
@@ -118,12 +134,27 @@ def state_path(output):
 
 
 def load_data(p):
-    """(x_train, y_train, x_val, y_val): the first --limit images, stratified split with seed 42."""
+    """(x_train, y_train, x_val, y_val): the first --limit images; the dataset's own validation
+    split where it has one (cats vs dogs, S10), else a stratified split with seed 42 (S6)."""
     x, y = store.load(p.dataset, p.data_dir, "train", fetch_missing=True)
-    if p.limit:
-        x, y = x[: p.limit], y[: p.limit]
+    splits = catalog.loader(p.dataset).counts(store.folder(p.dataset, p.data_dir)) or {}
+    if "validation" in splits:
+        x_va, y_va = store.load(p.dataset, p.data_dir, "validation")
+        if p.limit:  # the first N of each class keeps both classes in a quick run
+            x, y = _first_per_class(x, y, p.limit)
+            x_va, y_va = _first_per_class(x_va, y_va, max(2, p.limit // 4))
+        return x, y, x_va, y_va
+    if p.limit:  # IDX files are in a mixed order; image folders come sorted by class
+        x, y = (x[: p.limit], y[: p.limit]) if catalog.get(p.dataset).loader == "mnist" \
+            else _first_per_class(x, y, p.limit)
     tr, va = store.stratified_split(y, p.recipe.validation_split, seed=42)
     return x[tr], y[tr], x[va], y[va]
+
+
+def _first_per_class(x, y, n):
+    classes = np.unique(y)
+    keep = np.sort(np.concatenate([np.flatnonzero(y == c)[: max(1, n // len(classes))] for c in classes]))
+    return x[keep], y[keep]
 
 
 def _optimizer(keras, recipe, steps):
@@ -148,6 +179,7 @@ class Run:
         self.history = {k: [] for k in COLUMNS}
         self.n_train, self.n_val, self.log = n_train, n_val, log
         self.optimizer = None
+        self.saved_model = inference_model(model)
 
     @property
     def done(self):
@@ -178,9 +210,11 @@ class Run:
         best = int(np.argmax(h["val_accuracy"])) if h["val_accuracy"] else None
         return {
             "format": checkpoint.FORMAT, "model": self.p.model, "source": self.spec.source,
+            "params": int(self.model.count_params()),
             "dataset": self.p.dataset, "classes": list(self.info.classes),
             "input_shape": list(self.info.input_shape), "preprocess": self.info.preprocess,
             "head": self.spec.head, "recipe": dataclasses.asdict(self.p.recipe),
+            "weights_init": self.p.weights,
             "seed": self.p.seed, "limit": self.p.limit,
             "train_images": self.n_train, "val_images": self.n_val,
             "epochs_run": len(h["loss"]), "history": h,
@@ -209,7 +243,7 @@ class Run:
         self.save_state()
         improved = best_before is None or (row.get("val_accuracy") or 0) > best_before
         if not self.p.save_best or improved:
-            checkpoint.save(self.model, self.p.output, self.meta())
+            checkpoint.save(self.saved_model, self.p.output, self.meta())
         write_text(os.path.join(self.p.run_dir, "history.csv"), history_csv(self.history))
 
     def finish(self):
@@ -220,13 +254,26 @@ class Run:
             best, _ = checkpoint.load(self.p.output)
             checkpoint.save(best, self.p.output, meta)
         else:
-            checkpoint.save(self.model, self.p.output, meta)
+            checkpoint.save(self.saved_model, self.p.output, meta)
         cfg = {k: meta[k] for k in ("model", "source", "dataset", "recipe", "seed", "limit",
                                     "train_images", "val_images", "versions", "command")}
         cfg["data_dir"] = self.p.data_dir
         write_text(os.path.join(self.p.run_dir, "config.json"), json.dumps(cfg, indent=2) + "\n")
         save_figure(plots.curves(self.history), os.path.join(self.p.run_dir, "curves.png"))
         return meta
+
+
+def inference_model(model):
+    """The model without its augmentation layers (identity outside training), sharing its weights.
+
+    Checkpoints hold this one: predict runs no random layers, and Keras 3.15 cannot reload a
+    saved RandomShear (its stored factors fail its own range check).
+    """
+    keep = [layer for layer in model.layers if not type(layer).__name__.startswith("Random")]
+    if len(keep) == len(model.layers):
+        return model
+    keras = backend.load()
+    return keras.Sequential([keras.Input(shape=model.input_shape[1:]), *keep], name=model.name)
 
 
 def history_csv(history):
@@ -257,7 +304,9 @@ def train(p, log=lambda msg: print(msg, file=sys.stderr)):
     spec = zoo.get_spec(p.model)
     x_tr, y_tr, x_va, y_va = load_data(p)
     keras.utils.set_random_seed(p.seed)
-    model = zoo.build_model(p.model, p.dataset, info.input_shape, len(info.classes))
+    if spec.head == "sigmoid":  # binary cross-entropy wants (n, 1) float targets
+        y_tr, y_va = (y.reshape(-1, 1).astype("float32") for y in (y_tr, y_va))
+    model = _build(p, info)
     log(f"training {p.model} ({spec.source}, {model.count_params():,} parameters) on {p.dataset}: "
         f"{len(y_tr)} training / {len(y_va)} validation images, {p.recipe.optimizer} "
         f"lr {p.recipe.learning_rate}, batch {p.recipe.batch_size}, {p.recipe.epochs} epochs")
@@ -283,6 +332,20 @@ def train(p, log=lambda msg: print(msg, file=sys.stderr)):
         raise Diverged(f"training diverged (NaN loss) in epoch {run.done + 1}; the last good checkpoint "
                        f"is kept; try a lower --learning-rate")
     return run.finish()
+
+
+def _build(p, info):
+    weights = None if p.weights in (None, "none") else p.weights
+    try:
+        return zoo.build_model(p.model, p.dataset, info.input_shape, len(info.classes),
+                               augment=p.recipe.augment, weights=weights)
+    except Exception as e:
+        if weights != "imagenet" or isinstance(e, ConvzooError):
+            raise
+        raise ConvzooError(
+            "cannot download the VGG16 ImageNet weights (offline?): put "
+            "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 in ~/.keras/models/, or pass "
+            "--weights PATH to a local copy, or --weights none to train from scratch") from None
 
 
 def _EpochEnd(keras, run):

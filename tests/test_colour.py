@@ -1,0 +1,111 @@
+"""CIFAR-10 and cats vs dogs end to end on a few hundred real images (skipped without ../shared)."""
+import json
+import shutil
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import invoke
+
+
+@pytest.fixture
+def cifar_dir(shared_datasets, tmp_path):
+    """A CIFAR-10 image-folder source with 30 train and 10 test images per class, imported."""
+    src = tmp_path / "cifar-src"
+    taken = {}
+    with tarfile.open(shared_datasets.parent / "datasets" / "cifar10-jpg.tar.gz") as tar:
+        for m in tar:
+            parts = m.name.split("/")
+            if not m.isfile() or len(parts) < 3:
+                continue
+            key = (parts[-3], parts[-2])
+            if taken.get(key, 0) < (30 if parts[-3] == "train" else 10):
+                taken[key] = taken.get(key, 0) + 1
+                (src / parts[-3] / parts[-2]).mkdir(parents=True, exist_ok=True)
+                (src / parts[-3] / parts[-2] / parts[-1]).write_bytes(tar.extractfile(m).read())
+            if len(taken) == 20 and all(v == (30 if k[0] == "train" else 10) for k, v in taken.items()):
+                break
+    return src
+
+
+@pytest.fixture
+def catsdogs_dir(shared_datasets, tmp_path):
+    src = tmp_path / "kaggle"
+    src.mkdir()
+    for animal in ("cat", "dog"):
+        for i in range(120):
+            shutil.copy(shared_datasets / "cats_vs_dogs" / "train" / f"{animal}.{i}.jpg", src)
+    return src
+
+
+def test_cifar10_import_train_evaluate_predict(runner, cifar_dir, tmp_path):
+    res = invoke(runner, "data", "import", "cifar10", cifar_dir, "--data-dir", "d")
+    assert res.exit_code == 0 and "train 300, test 100" in res.output
+    for model in ("cifar10-cnn", "cifar10-vgg"):
+        res = invoke(runner, "train", "cifar10", "--model", model, "--epochs", "1", "--data-dir", "d",
+                     "--output", f"{model}.h5")
+        assert res.exit_code == 0, res.output
+        out = json.loads(invoke(runner, "evaluate", f"{model}.h5", "--data-dir", "d", "--json").output)
+        assert out["n"] == 100 and len(out["confusion_matrix"]) == 10
+    photo = tmp_path / "photo.png"
+    Image.open(next((cifar_dir / "test" / "cat").iterdir())).resize((97, 61)).convert("RGBA").save(photo)
+    out = json.loads(invoke(runner, "predict", photo, "--model", "cifar10-cnn.h5", "--json").output)
+    assert out[0]["error"] is None and len(out[0]["predictions"]) == 3
+    # a colour model used on a 28x28 dataset: both named, no shape traceback
+    res = invoke(runner, "evaluate", "cifar10-cnn.h5", "--dataset", "mnist", "--data-dir", "d")
+    assert res.exit_code == 1 and "cifar10 model" in res.output and "mnist" in res.output
+
+
+def test_catsdogs_import_split_and_binary_head(runner, catsdogs_dir, tmp_path):
+    res = invoke(runner, "data", "import", "cats_vs_dogs", catsdogs_dir, "--data-dir", "d",
+                 "--train", "80", "--validation", "20", "--test", "20")
+    assert res.exit_code == 0, res.output
+    assert "train 160, validation 40, test 40" in res.output
+    assert sorted(p.name for p in (tmp_path / "d" / "cats_vs_dogs" / "test" / "cats").iterdir())[0] == "cat.100.jpg"
+    for model in ("catsdogs-cnn", "catsdogs-cnn-aug"):
+        res = invoke(runner, "train", "cats_vs_dogs", "--model", model, "--epochs", "1", "--data-dir", "d",
+                     "--output", f"{model}.h5")
+        assert res.exit_code == 0, res.output
+        assert "160 training / 40 validation images" in res.output
+    out = json.loads(invoke(runner, "evaluate", "catsdogs-cnn.h5", "--data-dir", "d", "--json").output)
+    assert out["n"] == 40 and np.array(out["confusion_matrix"]).shape == (2, 2)
+    assert [r["class"] for r in out["per_class"]] == ["cats", "dogs"]
+    out = json.loads(invoke(runner, "predict", catsdogs_dir / "dog.119.jpg", "--model", "catsdogs-cnn-aug.h5",
+                            "--json").output)
+    preds = out[0]["predictions"]
+    assert {p["label"] for p in preds} == {"cats", "dogs"} and abs(sum(p["probability"] for p in preds) - 1) < 1e-5
+
+
+def test_vgg16_from_scratch_and_offline_imagenet(runner, catsdogs_dir, tmp_path):
+    invoke(runner, "data", "import", "cats_vs_dogs", catsdogs_dir, "--data-dir", "d",
+           "--train", "10", "--validation", "5", "--test", "5")
+    res = invoke(runner, "train", "cats_vs_dogs", "--model", "vgg16-finetune", "--weights", "none",
+                 "--epochs", "1", "--batch-size", "10", "--data-dir", "d", "--output", "v.h5")
+    assert res.exit_code == 0, res.output
+    from convzoo import checkpoint
+
+    model, meta = checkpoint.load(tmp_path / "v.h5")
+    assert meta["weights_init"] == "none"
+    base = next(layer for layer in model.layers if layer.name == "vgg16")
+    trainable = {layer.name for layer in base.layers if layer.trainable and layer.weights}
+    assert trainable and all(n.startswith("block5") for n in trainable)
+    res = invoke(runner, "train", "cats_vs_dogs", "--model", "mnist-cnn", "--weights", "none",
+                 "--data-dir", "d", "--output", "x.h5")
+    assert res.exit_code == 1
+
+
+def test_vgg16_imagenet_offline_says_how_to_supply_weights(runner, catsdogs_dir, monkeypatch):
+    from keras.src.utils import file_utils
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: no network")
+
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    invoke(runner, "data", "import", "cats_vs_dogs", catsdogs_dir, "--data-dir", "d",
+           "--train", "10", "--validation", "5", "--test", "5")
+    res = invoke(runner, "train", "cats_vs_dogs", "--model", "vgg16-features", "--epochs", "1",
+                 "--data-dir", "d", "--output", "v.h5")
+    assert res.exit_code == 1 and "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in res.output
+    assert "--weights PATH" in res.output
