@@ -43,6 +43,10 @@ data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False),
 @click.version_option(__version__, prog_name="convzoo")
 def cli():
     """convzoo: train, evaluate and use the classic convolutional networks."""
+    import warnings
+
+    # a warning is one line on stderr, not a file:line dump
+    warnings.showwarning = lambda message, category, *args, **kwargs: err(f"warning: {message}")
 
 
 def main():
@@ -212,8 +216,10 @@ def data_import(name, source, data_dir, overwrite, n_train, n_val, n_test, seed)
               help="Continue an interrupted run with the same --output from its last completed epoch.")
 @click.option("--save-best", is_flag=True,
               help="Keep the weights of the epoch with the best validation accuracy, not the last.")
+@click.option("--strict", is_flag=True,
+              help="Fail on an unreadable image in an image folder instead of skipping it.")
 def train(dataset, model_name, optimizer, learning_rate, epochs, batch_size, validation_split,
-          limit, augment, weights, seed, data_dir, output, overwrite, resume, save_best):
+          limit, augment, weights, seed, data_dir, output, overwrite, resume, save_best, strict):
     """Train a zoo model on DATASET and save a checkpoint with its run folder.
 
     The checkpoint is rewritten after every completed epoch, so an interrupted run keeps its
@@ -224,7 +230,7 @@ def train(dataset, model_name, optimizer, learning_rate, epochs, batch_size, val
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
     p = training.plan(dataset, model_name, output=output, data_dir=data_dir, seed=seed, limit=limit,
-                      overwrite=overwrite, resume=resume, save_best=save_best, weights=weights,
+                      overwrite=overwrite, resume=resume, save_best=save_best, weights=weights, strict=strict,
                       augment=augment, optimizer=optimizer, learning_rate=learning_rate,
                       epochs=epochs, batch_size=batch_size, validation_split=validation_split)
     meta = training.train(p, log=err)

@@ -54,6 +54,7 @@ class Plan:
     resume: bool = False
     save_best: bool = False
     weights: str | None = None  # VGG16 entries: "imagenet", "none" or a weights file
+    strict: bool = False  # fail on an unreadable image instead of skipping it
 
     @property
     def run_dir(self):
@@ -61,11 +62,13 @@ class Plan:
 
 
 def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None, overwrite=False,
-         resume=False, save_best=False, weights=None, **overrides):
+         resume=False, save_best=False, weights=None, strict=False, **overrides):
     """Resolve names and options; refuse bad values and an existing output before training."""
     catalog.get(dataset)
     if resume:
-        return _resume_plan(dataset, model, output, data_dir, seed, limit, save_best, overrides)
+        p = _resume_plan(dataset, model, output, data_dir, seed, limit, save_best, overrides)
+        p.strict = strict
+        return p
     seed = 0 if seed is None else seed
     model = model or zoo.DEFAULT_MODEL.get(dataset)
     if model is None:
@@ -90,7 +93,7 @@ def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None,
         raise ConvzooError(f"run folder {run_folder(output)} already exists; pass --overwrite to replace it")
     return Plan(dataset=dataset, model=model, recipe=recipe, output=output,
                 data_dir=store.data_dir(data_dir), seed=seed, limit=limit, overwrite=overwrite,
-                save_best=save_best, weights=weights)
+                save_best=save_best, weights=weights, strict=strict)
 
 
 def _check_weights(model, weights):
@@ -136,10 +139,10 @@ def state_path(output):
 def load_data(p):
     """(x_train, y_train, x_val, y_val): the first --limit images; the dataset's own validation
     split where it has one (cats vs dogs, S10), else a stratified split with seed 42 (S6)."""
-    x, y = store.load(p.dataset, p.data_dir, "train", fetch_missing=True)
+    x, y = store.load(p.dataset, p.data_dir, "train", fetch_missing=True, strict=p.strict)
     splits = catalog.loader(p.dataset).counts(store.folder(p.dataset, p.data_dir)) or {}
     if "validation" in splits:
-        x_va, y_va = store.load(p.dataset, p.data_dir, "validation")
+        x_va, y_va = store.load(p.dataset, p.data_dir, "validation", strict=p.strict)
         if p.limit:  # the first N of each class keeps both classes in a quick run
             x, y = _first_per_class(x, y, p.limit)
             x_va, y_va = _first_per_class(x_va, y_va, max(2, p.limit // 4))

@@ -109,3 +109,23 @@ def test_vgg16_imagenet_offline_says_how_to_supply_weights(runner, catsdogs_dir,
                  "--data-dir", "d", "--output", "v.h5")
     assert res.exit_code == 1 and "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in res.output
     assert "--weights PATH" in res.output
+
+
+def test_corrupt_image_is_skipped_with_a_warning_or_fails_with_strict(runner, tmp_path):
+    """No ../shared needed: a tiny generated cats/dogs tree with one corrupt JPEG."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "validation", "test"):
+        for cls in ("cats", "dogs"):
+            folder = tmp_path / "d" / "cats_vs_dogs" / split / cls
+            folder.mkdir(parents=True)
+            for i in range(4):
+                Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(folder / f"{i}.jpg")
+    good = (tmp_path / "d" / "cats_vs_dogs" / "train" / "cats" / "0.jpg").read_bytes()
+    (tmp_path / "d" / "cats_vs_dogs" / "train" / "dogs" / "bad.jpg").write_bytes(good[:200])
+    res = invoke(runner, "train", "cats_vs_dogs", "--model", "catsdogs-cnn", "--epochs", "1", "--strict",
+                 "--data-dir", "d", "--output", "s.h5")
+    assert res.exit_code == 1 and "1 of 9 images cannot be decoded" in res.output and "--strict" in res.output
+    res = invoke(runner, "train", "cats_vs_dogs", "--model", "catsdogs-cnn", "--epochs", "1",
+                 "--data-dir", "d", "--output", "m.h5")
+    assert res.exit_code == 0, res.output
+    assert "warning:" in res.output and "bad.jpg" in res.output and "8 training / 8 validation" in res.output

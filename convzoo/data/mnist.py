@@ -36,8 +36,9 @@ def missing_message(folder):
     return f"put {', '.join(names)} in {folder}"
 
 
-def load(folder, split):
-    """(images uint8 (n, 28, 28, 1), labels uint8 (n,)) for split 'train' or 'test'."""
+def load(folder, split, strict=False):
+    """(images uint8 (n, 28, 28, 1), labels uint8 (n,)) for split 'train' or 'test'; IDX files are
+    checked whole, so `strict` changes nothing here."""
     files = find(folder)
     if files is None:
         raise DataError(f"dataset files not found: {missing_message(folder)}")

@@ -35,8 +35,9 @@ def status(name, root):
     return row
 
 
-def load(name, root, split, fetch_missing=False):
-    """(x uint8 NHWC, y int) of a split, fetching the dataset first if asked and possible."""
+def load(name, root, split, fetch_missing=False, strict=False):
+    """(x uint8 NHWC, y int) of a split, fetching the dataset first if asked and possible;
+    strict: an unreadable image in an image folder is an error, not a skip."""
     mod = catalog.loader(name)
     where = folder(name, root)
     if mod.find(where) is None:
@@ -44,7 +45,7 @@ def load(name, root, split, fetch_missing=False):
             raise DataError(f"{name} not found: {mod.missing_message(where)} "
                             f"(or run `convzoo data fetch {name}` online)")
         fetch(name, root)
-    return mod.load(where, split)
+    return mod.load(where, split, strict=strict)
 
 
 def fetch(name, root):
