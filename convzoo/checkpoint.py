@@ -23,6 +23,7 @@ ALLOWED_CLASSES = {
     "Sequential", "InputLayer", "Rescaling", "Conv2D", "MaxPooling2D", "Dropout", "Flatten",
     "Dense", "BatchNormalization", "Activation",
     "RandomRotation", "RandomTranslation", "RandomZoom", "RandomFlip", "RandomShear", "Functional", "__keras_tensor__",
+    "GlobalAveragePooling2D",
     "DTypePolicy", "FloatDTypePolicy",
     "TruncatedNormal", "Constant", "GlorotUniform", "Zeros", "Ones", "HeUniform", "HeNormal",
     "RandomNormal", "RandomUniform", "GlorotNormal",
