@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Reproduce the release models (models/) and the seed-recipe figures, then print the results tables.
+#   bash bench/reproduce.sh DATA OUT [release|seeds|all]
+# DATA: a data dir with mnist/, fashion_mnist/, cifar10/, cats_vs_dogs/ (see `convzoo data import`).
+# Each run saves state every epoch: after an interruption, rerun with RESUME=1 to continue.
+set -euo pipefail
+DATA=${1:?data dir}; OUT=${2:?output dir}; WHAT=${3:-all}
+mkdir -p "$OUT/release" "$OUT/seeds"
+flag=${RESUME:+--resume}
+
+train() {  # train OUTFILE ARGS...
+  local out=$1; shift
+  [ -f "$out" ] && [ -z "${RESUME:-}" ] && { echo "skip $out (exists)"; return; }
+  convzoo train "$@" --data-dir "$DATA" --output "$out" ${flag}
+  convzoo evaluate "$out" --data-dir "$DATA" --record | sed -n 2p
+}
+
+if [ "$WHAT" != seeds ]; then
+  train "$OUT/release/mnist.h5" mnist --model mnist-vgg
+  train "$OUT/release/fashion_mnist.h5" fashion_mnist --model fashion-vgg
+  train "$OUT/release/cifar10.h5" cifar10 --model cifar10-vgg
+  train "$OUT/release/cats_vs_dogs.h5" cats_vs_dogs --model catsdogs-vgg --save-best
+  convzoo models --results "$OUT/release"
+fi
+if [ "$WHAT" != release ]; then
+  train "$OUT/seeds/mlp-fashion.h5" fashion_mnist --model mlp                # S6
+  train "$OUT/seeds/fashion-cnn-scratch.h5" fashion_mnist --model fashion-cnn-scratch  # S1
+  train "$OUT/seeds/fashion-cnn.h5" fashion_mnist --model fashion-cnn        # S2
+  train "$OUT/seeds/mnist-cnn.h5" mnist --model mnist-cnn                    # S3
+  train "$OUT/seeds/catsdogs-cnn.h5" cats_vs_dogs --model catsdogs-cnn       # S8
+  train "$OUT/seeds/catsdogs-cnn-aug.h5" cats_vs_dogs --model catsdogs-cnn-aug  # S9
+  convzoo models --results "$OUT/seeds"
+fi
