@@ -154,9 +154,12 @@ register(ModelSpec(
     reported="about 97% with ImageNet weights, fine-tuned (book)",
 ))
 
-# The model `convzoo train DATASET` uses when --model is not given.
-DEFAULT_MODEL = {"mnist": "mnist-vgg", "fashion_mnist": "fashion-vgg", "cifar10": "cifar10-vgg",
-                 "cats_vs_dogs": "catsdogs-vgg"}
+# The model `convzoo train DATASET` uses when --model is not given: the best design that also
+# learns in a quick run. The batch-norm release designs (fashion-vgg, cifar10-vgg, catsdogs-vgg)
+# need thousands of steps before their moving statistics settle (measured: fashion-vgg scores 19%
+# after 5 epochs of 3,600 images), so they are chosen by name.
+DEFAULT_MODEL = {"mnist": "mnist-vgg", "fashion_mnist": "fashion-cnn", "cifar10": "cifar10-cnn",
+                 "cats_vs_dogs": "catsdogs-cnn-aug"}
 
 
 def list_models(pattern="*", dataset=None):

