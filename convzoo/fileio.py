@@ -40,6 +40,10 @@ def save_figure(fig, path):
         fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
 
 
+def _writable(folder):
+    return os.access(folder, os.W_OK)
+
+
 def check_output(path, overwrite=False, need_bytes=0):
     """Refuse an existing file unless overwrite; check the folder is writable and has room."""
     path = os.path.abspath(os.fspath(path))
@@ -51,7 +55,9 @@ def check_output(path, overwrite=False, need_bytes=0):
     probe = folder
     while not os.path.exists(probe):
         probe = os.path.dirname(probe)
-    if not os.access(probe, os.W_OK):
+    if not os.path.isdir(probe):
+        raise ConvzooError(f"cannot create {folder}: {probe} is a file, not a folder")
+    if not _writable(probe):
         raise ConvzooError(f"cannot write to {folder}: permission denied")
     free = shutil.disk_usage(probe).free
     if need_bytes and free < need_bytes:

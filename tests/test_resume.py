@@ -107,3 +107,20 @@ def test_sigkill_after_an_epoch_then_resume(shared_datasets, tmp_path):
     assert epochs_in(history) == [1, 2, 3, 4]
     model, meta = checkpoint.load(tmp_path / "k.h5")
     assert meta["epochs_run"] == 4
+
+
+def test_full_disk_and_unwritable_folder_are_found_before_training(runner, monkeypatch):
+    import collections
+
+    usage = collections.namedtuple("usage", "total used free")
+    with monkeypatch.context() as m:
+        m.setattr("convzoo.fileio.shutil.disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))
+        res = invoke(runner, "train", "mnist", "--data-dir", SAMPLE, "--output", "m.h5")
+    assert res.exit_code == 1 and "not enough disk space" in res.output and "epoch" not in res.output
+    with monkeypatch.context() as m:
+        m.setattr("convzoo.fileio._writable", lambda folder: False)  # root may write anywhere
+        res = invoke(runner, "train", "mnist", "--data-dir", SAMPLE, "--output", "out/m.h5")
+    assert res.exit_code == 1 and "permission denied" in res.output and "epoch" not in res.output
+    open("afile", "w").close()
+    res = invoke(runner, "train", "mnist", "--data-dir", SAMPLE, "--output", "afile/m.h5")
+    assert res.exit_code == 1 and "afile is a file, not a folder" in res.output
