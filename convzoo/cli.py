@@ -82,14 +82,14 @@ def models(as_json, dataset, results_dir):
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'name':<22}{'dataset':<24}{'params':>11}  {'source':<7}recipe")
+    click.echo(f"{'name':<28}{'dataset':<24}{'params':>11}  {'source':<7}recipe")
     for row in rows:
         r = row["recipe"]
         recipe = (f"{r['optimizer']} lr {r['learning_rate']:g}, batch {r['batch_size']}, "
                   f"{r['epochs']} epochs" + (", tape loop" if r["loop"] == "tape" else "") +
                   (", cosine" if r["schedule"] == "cosine" else "") + (", augment" if r["augment"] else ""))
-        click.echo(f"{row['name']:<22}{','.join(row['datasets']):<24}{row['params']:>11,}  "
-                   f"{row['source']:<7}{recipe}")
+        params = f"{row['params']:>11,}" if row["params"] else f"{'(base)':>11}"  # set by --weights
+        click.echo(f"{row['name']:<28}{','.join(row['datasets']):<24}{params}  {row['source']:<7}{recipe}")
 
 
 # ---------------------------------------------------------------- data

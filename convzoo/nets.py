@@ -176,6 +176,53 @@ def vgg16_finetune(input_shape, num_classes, dataset="cats_vs_dogs", augment=Tru
     return _vgg16(input_shape, augmentation(dataset, augment), weights, True, "vgg16_finetune")
 
 
+def _transfer(input_shape, num_classes, dataset, augment, weights, finetune, name):
+    """A convzoo checkpoint's convolutional base (every layer before its Flatten or global pooling)
+    under a new head; frozen, or with its last conv block unfrozen (S11's two stages, without
+    downloads). A checkpoint of this same kind is continued whole: features first, then finetune."""
+    from convzoo import checkpoint
+    from convzoo.errors import ConvzooError
+
+    if not weights:
+        raise ConvzooError(f"{name} starts from a convzoo checkpoint: pass --weights CHECKPOINT.h5")
+    source, meta = checkpoint.load(weights)
+    whole = meta.get("model", "").startswith("catsdogs-transfer")  # stage 2 from stage 1
+    cut = next((i for i, layer in enumerate(source.layers)
+                if isinstance(layer, (layers.Flatten, layers.GlobalAveragePooling2D))), None)
+    if cut is None:
+        raise ConvzooError(f"{weights}: no convolutional base (nothing before a Flatten layer)")
+    old = [layer for layer in (source.layers if whole else source.layers[:cut])
+           if not isinstance(layer, layers.Rescaling) and not type(layer).__name__.startswith("Random")]
+    clones = [type(layer).from_config({**layer.get_config(),
+                                       "name": layer.name if whole else f"base_{layer.name}"})
+              for layer in old]
+    head = [] if whole else [layers.GlobalAveragePooling2D(), layers.Dropout(0.5),
+                             layers.Dense(256, activation="relu"), layers.Dense(1, activation="sigmoid")]
+    model = keras.Sequential(_start(input_shape, augment) + clones + head, name=name)
+    for new, src in zip(clones, old):
+        new.set_weights(src.get_weights())
+    base = clones[:sum(1 for layer in old if source.layers.index(layer) < cut)]
+    pools = [i for i, layer in enumerate(base) if isinstance(layer, layers.MaxPooling2D)]
+    last_block = pools[-2] + 1 if finetune and len(pools) >= 2 else len(base)
+    for i, layer in enumerate(base):
+        # batch norm stays frozen (inference mode) while fine-tuning, as is usual
+        layer.trainable = i >= last_block and not isinstance(layer, layers.BatchNormalization)
+    return model
+
+
+def catsdogs_transfer(input_shape, num_classes, dataset="cats_vs_dogs", augment=True, weights=None, **_):
+    """S11 without downloads, stage 1: a frozen convzoo conv base (e.g. models/cifar10.h5), new head."""
+    return _transfer(input_shape, num_classes, dataset, augmentation(dataset, augment), weights, False,
+                     "catsdogs_transfer")
+
+
+def catsdogs_transfer_finetune(input_shape, num_classes, dataset="cats_vs_dogs", augment=True,
+                               weights=None, **_):
+    """S11 without downloads, stage 2: the same with the base's last conv block unfrozen."""
+    return _transfer(input_shape, num_classes, dataset, augmentation(dataset, augment), weights, True,
+                     "catsdogs_transfer_finetune")
+
+
 def augmentation(dataset, on=True):
     """Each dataset's augmentation as preprocessing layers: active in training only."""
     if not on:
@@ -210,6 +257,8 @@ BUILDERS = {
     "catsdogs-cnn": catsdogs_cnn,
     "catsdogs-cnn-aug": catsdogs_cnn_aug,
     "catsdogs-vgg": catsdogs_vgg,
+    "catsdogs-transfer": catsdogs_transfer,
+    "catsdogs-transfer-finetune": catsdogs_transfer_finetune,
     "vgg16-features": vgg16_features,
     "vgg16-finetune": vgg16_finetune,
 }

@@ -97,9 +97,16 @@ def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None,
 
 
 def _check_weights(model, weights):
+    if model.startswith("catsdogs-transfer"):
+        if not weights or weights in ("imagenet", "none"):
+            raise ConvzooError(f"{model} starts from a convzoo checkpoint: pass --weights CHECKPOINT.h5")
+        from convzoo import checkpoint
+
+        checkpoint.read_meta(weights)
+        return os.path.abspath(weights)
     if not model.startswith("vgg16"):
         if weights is not None:
-            raise ConvzooError(f"--weights applies to the VGG16 models only, not {model}")
+            raise ConvzooError(f"--weights applies to the VGG16 and transfer models only, not {model}")
         return None
     weights = weights or "imagenet"
     if weights not in ("imagenet", "none"):

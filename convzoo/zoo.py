@@ -140,6 +140,21 @@ register(ModelSpec(
     reported="S9: about 82% validation accuracy (book)",
 ))
 register(ModelSpec(
+    name="catsdogs-transfer", datasets=("cats_vs_dogs",), source="S11*",
+    description="conv base of any convzoo checkpoint (--weights, e.g. models/cifar10.h5), frozen"
+                " - global average pool - dropout - dense 256 - 1 sigmoid; S9 augmentation",
+    recipe=Recipe(optimizer="rmsprop", learning_rate=1e-3, batch_size=32, epochs=30, augment=True),
+    params=0, head="sigmoid",
+    reported="S11 with ImageNet VGG16: about 90% (book)",
+))
+register(ModelSpec(
+    name="catsdogs-transfer-finetune", datasets=("cats_vs_dogs",), source="S11*",
+    description="catsdogs-transfer with the base's last conv block unfrozen; --weights: a stage-1 checkpoint",
+    recipe=Recipe(optimizer="rmsprop", learning_rate=1e-4, batch_size=32, epochs=30, augment=True),
+    params=0, head="sigmoid",
+    reported="S11 fine-tuned VGG16: about 97% (book)",
+))
+register(ModelSpec(
     name="vgg16-features", datasets=("cats_vs_dogs",), source="S11",
     description="keras.applications.VGG16 base (no top, frozen) - flatten - dense 256 - dropout 0.5 - 1 sigmoid",
     recipe=Recipe(optimizer="rmsprop", learning_rate=2e-5, batch_size=20, epochs=30),

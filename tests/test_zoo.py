@@ -27,7 +27,7 @@ def test_overrides_only_replace_given_fields():
     assert r.epochs == 1 and r.learning_rate == 1e-4 and r.batch_size == 50
 
 
-@pytest.mark.parametrize("name", zoo.list_models())
+@pytest.mark.parametrize("name", [n for n in zoo.list_models() if "transfer" not in n])
 def test_every_entry_builds_counts_and_trains_a_step(name):
     from convzoo import backend
 
@@ -50,3 +50,31 @@ def test_every_entry_builds_counts_and_trains_a_step(name):
     before = [w.copy() for w in model.get_weights()]
     model.fit(x, y, epochs=1, batch_size=8, verbose=0)
     assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def test_transfer_entries_reuse_a_checkpoints_conv_base(tmp_path):
+    """S11 without downloads: stage 1 trains only the new head, stage 2 also the last conv block."""
+    from conftest import tiny_meta
+    from convzoo import checkpoint
+    from convzoo.errors import ConvzooError
+
+    src = zoo.build_model("cifar10-vgg", "cifar10", (32, 32, 3), 10)
+    checkpoint.save(src, str(tmp_path / "cifar.h5"), {**tiny_meta("cifar10"), "model": "cifar10-vgg"})
+    stage1 = zoo.build_model("catsdogs-transfer", "cats_vs_dogs", (150, 150, 3), 2,
+                             weights=str(tmp_path / "cifar.h5"))
+    assert stage1.output_shape == (None, 1)
+    learning = [layer for layer in stage1.layers if layer.trainable and layer.weights]
+    assert len(learning) == 2 and all(type(layer).__name__ == "Dense" for layer in learning)
+    conv = next(l for l in stage1.layers if l.name.startswith("base_conv2d"))
+    original = next(l for l in src.layers if l.name == conv.name.removeprefix("base_"))
+    np.testing.assert_array_equal(conv.get_weights()[0], original.get_weights()[0])
+    from convzoo.train import inference_model
+
+    checkpoint.save(inference_model(stage1), str(tmp_path / "s1.h5"), {**tiny_meta("cats_vs_dogs"), "model": "catsdogs-transfer"})
+    stage2 = zoo.build_model("catsdogs-transfer-finetune", "cats_vs_dogs", (150, 150, 3), 2,
+                             weights=str(tmp_path / "s1.h5"))
+    trainable = [l.name for l in stage2.layers if l.trainable and l.weights]
+    assert any(n.startswith("base_conv2d") for n in trainable)
+    assert len([n for n in trainable if n.startswith("base_conv2d")]) == 2  # the last block only
+    with pytest.raises(ConvzooError, match="--weights CHECKPOINT"):
+        zoo.build_model("catsdogs-transfer", "cats_vs_dogs", (150, 150, 3), 2)
