@@ -78,3 +78,20 @@ def test_transfer_entries_reuse_a_checkpoints_conv_base(tmp_path):
     assert len([n for n in trainable if n.startswith("base_conv2d")]) == 2  # the last block only
     with pytest.raises(ConvzooError, match="--weights CHECKPOINT"):
         zoo.build_model("catsdogs-transfer", "cats_vs_dogs", (150, 150, 3), 2)
+
+
+def test_augmentation_acts_in_training_only():
+    from convzoo.train import inference_model
+
+    model = zoo.build_model("catsdogs-cnn-aug", "cats_vs_dogs", (150, 150, 3), 2)
+    x = np.random.default_rng(0).integers(0, 256, size=(2, 150, 150, 3), dtype=np.uint8)
+    aug = [layer for layer in model.layers if type(layer).__name__.startswith("Random")]
+    assert [type(layer).__name__ for layer in aug] == ["RandomRotation", "RandomTranslation", "RandomShear",
+                                                        "RandomZoom", "RandomFlip"]
+    seen = x.astype("float32")
+    for layer in aug:
+        np.testing.assert_array_equal(np.asarray(layer(seen, training=False)), seen)
+    assert not np.array_equal(np.asarray(aug[0](seen, training=True)), seen)
+    np.testing.assert_allclose(np.asarray(model(x, training=False)),
+                               np.asarray(inference_model(model)(x, training=False)), rtol=1e-6)
+    assert not any(type(layer).__name__.startswith("Random") for layer in inference_model(model).layers)
