@@ -332,8 +332,9 @@ def train(p, log=lambda msg: print(msg, file=sys.stderr)):
             tape_loop(model, run.optimizer, _loss(keras, spec.head), run, x_tr, y_tr, x_va, y_va)
         else:
             model.compile(optimizer=run.optimizer, loss=_loss(keras, spec.head), metrics=["accuracy"])
-            model.fit(x_tr, y_tr, batch_size=p.recipe.batch_size, epochs=p.recipe.epochs,
-                      initial_epoch=run.done, validation_data=(x_va, y_va), shuffle=True, verbose=0,
+            bs = p.recipe.batch_size
+            model.fit(pipeline(x_tr, y_tr, bs, shuffle_seed=p.seed), epochs=p.recipe.epochs,
+                      initial_epoch=run.done, validation_data=pipeline(x_va, y_va, bs), verbose=0,
                       callbacks=[keras.callbacks.TerminateOnNaN(), _EpochEnd(keras, run)])
     except KeyboardInterrupt:
         where = f"{p.output} holds epoch {run.done}" if run.done else "no epoch was completed"
@@ -342,6 +343,18 @@ def train(p, log=lambda msg: print(msg, file=sys.stderr)):
         raise Diverged(f"training diverged (NaN loss) in epoch {run.done + 1}; the last good checkpoint "
                        f"is kept; try a lower --learning-rate")
     return run.finish()
+
+
+def pipeline(x, y, batch_size, shuffle_seed=None):
+    """A tf.data input pipeline over decoded uint8 images held in memory (decoded once, every file
+    checked, and cached on disk by the data loaders): shuffle each epoch, batch, prefetch. Pixels
+    stay uint8 until the model's Rescaling layer; augmentation layers run inside the model."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def _build(p, info):
