@@ -6,6 +6,7 @@ classes convzoo builds before Keras deserializes anything.
 """
 import json
 import os
+import stat
 import warnings
 import zipfile
 
@@ -17,6 +18,11 @@ from convzoo.fileio import atomic_path
 FORMAT = 1
 META_ATTR = "convzoo"
 META_ENTRY = "convzoo.json"
+# The entries a .keras zip of convzoo's may hold; Keras extracts any other zip to disk to read assets.
+ZIP_ENTRIES = {"config.json", "metadata.json", "model.weights.h5", META_ENTRY}
+MAX_ENTRY = 16 * 2**20  # config.json and convzoo.json: a few KB in practice
+MAX_SIDE = 4096  # largest input side in the metadata: predict resizes every image to it
+HEADS = ("softmax", "logits", "sigmoid")
 
 # Every class a convzoo checkpoint may name; anything else is refused before deserialization.
 ALLOWED_CLASSES = {
@@ -34,6 +40,7 @@ ALLOWED_MODULES = {None, "keras", "keras.layers", "keras.initializers", "keras.o
                    "keras.optimizers.schedules",
                    "keras.models", "keras.src.models.sequential"}
 ALLOWED_ACTIVATIONS = {None, "relu", "softmax", "sigmoid", "linear"}
+LOOKUP_SUFFIXES = ("_initializer", "_regularizer", "_constraint")
 FORBIDDEN_KEYS = {"function", "function_type", "output_shape_type", "module_name", "fn"}
 
 
@@ -56,18 +63,29 @@ def check_config(config, path="checkpoint"):
             _refuse(path, f"config field '{key}' (a Python function or module)")
         if "class_name" in node:
             cls = node["class_name"]
-            if cls not in ALLOWED_CLASSES:
-                kind = "a Lambda layer (Python code)" if cls == "Lambda" else f"class '{cls}'"
+            if not isinstance(cls, str) or cls not in ALLOWED_CLASSES:
+                kind = "a Lambda layer (Python code)" if cls == "Lambda" else f"class '{_short(cls)}'"
                 _refuse(path, f"it contains {kind}")
-            if node.get("module") not in ALLOWED_MODULES:
-                _refuse(path, f"class '{cls}' names module '{node.get('module')}'")
+            module = node.get("module")
+            if not (module is None or isinstance(module, str)) or module not in ALLOWED_MODULES:
+                _refuse(path, f"class '{cls}' names module '{_short(module)}'")
             registered = node.get("registered_name")
-            if registered not in (None, cls) and not str(registered).startswith("keras"):
-                _refuse(path, f"class '{cls}' is registered as custom object '{registered}'")
+            if registered is not None and registered != cls:  # Keras looks it up among custom objects
+                _refuse(path, f"class '{cls}' is registered as custom object '{_short(registered)}'")
         act = node.get("activation", None)
-        if not isinstance(act, dict) and act not in ALLOWED_ACTIVATIONS:
-            _refuse(path, f"activation '{act}'")
+        if not isinstance(act, dict) and (not (act is None or isinstance(act, str))
+                                          or act not in ALLOWED_ACTIVATIONS):
+            _refuse(path, f"activation '{_short(act)}'")
+        for key, value in node.items():
+            # a string here is looked up by name, custom objects included; convzoo stores dicts or null
+            if isinstance(key, str) and key.endswith(LOOKUP_SUFFIXES) and isinstance(value, str):
+                _refuse(path, f"config field '{key}' names '{_short(value)}'")
         stack.extend(v for v in node.values() if isinstance(v, (dict, list)))
+
+
+def _short(value):
+    text = str(value).replace("\n", " ")
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _check_hdf5(f, path):
@@ -101,16 +119,67 @@ def _json_attr(f, key):
 
 
 def _kind(path):
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    if os.path.getsize(path) == 0:
+    """'h5' or 'keras' from the file's bytes; CheckpointError for anything else."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        raise CheckpointError(f"{path}: no such checkpoint file") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise CheckpointError(f"{path}: not a regular file, not a checkpoint")
+    if st.st_size == 0:
         raise CheckpointError(f"{path}: empty file, not a checkpoint")
-    if h5py.is_hdf5(path):
+    try:
+        hdf5, zipped = h5py.is_hdf5(path), zipfile.is_zipfile(path)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read checkpoint ({e})") from None
+    if hdf5 and zipped:
+        # Keras picks the reader by the file name, so convzoo would check one file and Keras load another
+        _refuse(path, "the file is both HDF5 and zip (a polyglot file)")
+    if hdf5:
         return "h5"
-    if zipfile.is_zipfile(path):
+    if zipped:
         return "keras"
     raise CheckpointError(f"{path}: not a Keras checkpoint (neither HDF5 .h5 nor zip .keras), "
                           "or the file is truncated")
+
+
+def _keras_kind(path):
+    """The reader keras.saving.load_model picks for this name (it goes by the suffix)."""
+    if path.endswith(".keras"):
+        return "keras"
+    if path.endswith((".h5", ".hdf5")):
+        return "h5"
+    return None
+
+
+def _read_entry(z, name, path):
+    """A small zip entry's bytes, read no further than MAX_ENTRY (a zip bomb stops there)."""
+    with z.open(name) as f:
+        data = f.read(MAX_ENTRY + 1)
+    if len(data) > MAX_ENTRY:
+        _refuse(path, f"zip entry '{name}' is over {MAX_ENTRY // 2**20} MB")
+    return data
+
+
+def _open_zip(path):
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+        if len(names) != len(set(names)):
+            _refuse(path, "the zip holds the same entry twice")
+        if "config.json" not in names:
+            raise CheckpointError(f"{path}: zip file without config.json, not a .keras model")
+        extra = sorted(set(names) - ZIP_ENTRIES)
+        if extra:  # Keras extracts a zip with extra entries (assets) to disk
+            _refuse(path, f"unexpected zip entry '{extra[0]}'")
+        meta = json.loads(_read_entry(z, META_ENTRY, path)) if META_ENTRY in names else None
+        config = json.loads(_read_entry(z, "config.json", path))
+        if not isinstance(config, dict):
+            raise CheckpointError(f"{path}: config.json is not a JSON object")
+        compile_config = config.pop("compile_config", None)
+        if "model.weights.h5" in names:
+            with z.open("model.weights.h5") as inner, h5py.File(inner, "r") as f:
+                _check_hdf5(f, path)
+        return meta, config, compile_config
 
 
 def _open_parts(path):
@@ -121,45 +190,90 @@ def _open_parts(path):
                 _check_hdf5(f, path)
                 return _json_attr(f, META_ATTR), _json_attr(f, "model_config"), \
                     _json_attr(f, "training_config")
-        with zipfile.ZipFile(path) as z:
-            names = set(z.namelist())
-            if "config.json" not in names:
-                raise CheckpointError(f"{path}: zip file without config.json, not a .keras model")
-            meta = json.loads(z.read(META_ENTRY)) if META_ENTRY in names else None
-            config = json.loads(z.read("config.json"))
-            compile_config = config.pop("compile_config", None)
-            for name in names:
-                if name.endswith(".h5"):
-                    with z.open(name) as inner, h5py.File(inner, "r") as f:
-                        _check_hdf5(f, path)
-            return meta, config, compile_config
+        return _open_zip(path)
     except CheckpointError:
         raise
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-        raise CheckpointError(f"{path}: cannot read checkpoint ({e})") from None
+    except Exception as e:  # noqa: BLE001 -- h5py, zipfile, zlib and json raise many types on damaged bytes
+        raise _unreadable(path, e) from None
+
+
+def _unreadable(path, e, what="checkpoint"):
+    if isinstance(e, RecursionError):
+        return CheckpointError(f"{path}: cannot read {what} (JSON nested too deeply)")
+    msg = str(e).splitlines()[0] if str(e) else ""
+    return CheckpointError(f"{path}: cannot read {what} ({type(e).__name__}: {msg})")
+
+
+def _check_meta(meta, path):
+    """The metadata fields predict and evaluate use, when present, have sane types and sizes."""
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: convzoo metadata is not a JSON object")
+
+    def bad(field, why):
+        raise CheckpointError(f"{path}: metadata field '{field}' {why}")
+
+    for field in ("dataset", "model"):
+        if field in meta and not isinstance(meta[field], str):
+            bad(field, "is not a string")
+    if "classes" in meta:
+        classes = meta["classes"]
+        if not (isinstance(classes, list) and 0 < len(classes) <= 100_000
+                and all(isinstance(c, str) for c in classes)):
+            bad("classes", "is not a list of class names")
+    if "input_shape" in meta:
+        shape = meta["input_shape"]
+        if not (isinstance(shape, list) and len(shape) == 3
+                and all(type(n) is int for n in shape)  # noqa: E721 -- bool is an int
+                and 1 <= shape[0] <= MAX_SIDE and 1 <= shape[1] <= MAX_SIDE and shape[2] in (1, 3)):
+            bad("input_shape", f"is not [height, width, 1 or 3] with sides up to {MAX_SIDE}")
+    if "head" in meta and meta["head"] not in HEADS:
+        bad("head", f"is not one of {', '.join(HEADS)}")
+    if "preprocess" in meta and not isinstance(meta["preprocess"], dict):
+        bad("preprocess", "is not a JSON object")
+    return meta
+
+
+def _check_model(model, meta, path):
+    """The metadata describes this model: predict resizes to its input_shape and names its outputs."""
+    want = tuple(meta["input_shape"]) if "input_shape" in meta else None
+    have = tuple(getattr(model, "input_shape", (None,))[1:])
+    if want and len(have) == 3 and any(h is not None and h != w for h, w in zip(have, want)):
+        raise CheckpointError(f"{path}: metadata says input {want} but the model takes {have}")
+    if "classes" in meta and "head" in meta:
+        units = getattr(model, "output_shape", (None, None))[-1]
+        n = len(meta["classes"])
+        if (meta["head"] == "sigmoid" and n < 2) or (meta["head"] != "sigmoid" and units and units > n):
+            raise CheckpointError(f"{path}: the model has {units} outputs but the metadata names "
+                                  f"{n} classes ({meta['head']} head)")
 
 
 def read_meta(path):
     """convzoo's metadata dict (no TensorFlow needed); CheckpointError if absent."""
     path = os.fspath(path)
-    meta = _open_parts(path)[0]
+    return _need_meta(_open_parts(path)[0], path)
+
+
+def _need_meta(meta, path):
     if meta is None:
         raise CheckpointError(f"{path}: a Keras model without convzoo metadata "
                               "(dataset, class names, preprocessing); train it with convzoo")
-    return meta
+    return _check_meta(meta, path)
 
 
 def load(path):
     """(keras model, meta): allowlist-checked, then loaded with safe_mode=True and compile=False."""
     path = os.fspath(path)
+    kind = _kind(path)
+    if _keras_kind(path) != kind:
+        raise CheckpointError(f"{path}: a {'HDF5' if kind == 'h5' else 'zip'} checkpoint must be named "
+                              f"*{'.h5' if kind == 'h5' else '.keras'} (Keras picks its reader by the name)")
     meta, config, training = _open_parts(path)
     if config is None:
         raise CheckpointError(f"{path}: no model config stored (a weights-only file?)")
     check_config(config, path)
     if training:
         check_config(training, path)
-    if meta is None:
-        read_meta(path)  # raises with the message
+    meta = _need_meta(meta, path)
     from convzoo import backend
 
     keras = backend.load()
@@ -170,6 +284,7 @@ def load(path):
     except Exception as e:  # Keras raises many types for a damaged file
         raise CheckpointError(f"{path}: cannot load model ({type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    _check_model(model, meta, path)
     return model, meta
 
 
@@ -200,8 +315,10 @@ def check_weights_file(path):
     try:
         with h5py.File(path, "r") as f:
             _check_hdf5(f, path)
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot read weights file ({e})") from None
+    except CheckpointError:
+        raise
+    except Exception as e:  # noqa: BLE001 -- damaged HDF5
+        raise _unreadable(path, e, "weights file") from None
     return path
 
 

@@ -113,7 +113,7 @@ def data_list(data_dir, as_json):
     for r in rows:
         state = (", ".join(f"{s} {r[s]:,}" for s in ("train", "validation", "test") if r.get(s))
                  if r["found"] else r["error"] or "not found")
-        click.echo(f"{r['name']:<15}{'found' if r['found'] else 'missing':<9}{state:<40}{r['path']}")
+        click.echo(f"{r['name']:<15}{'found' if r['found'] else 'missing':<9}{state:<44}{r['path']}")
 
 
 @data.command("show")
