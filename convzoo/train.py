@@ -334,7 +334,8 @@ def train(p, log=lambda msg: print(msg, file=sys.stderr)):
             model.compile(optimizer=run.optimizer, loss=_loss(keras, spec.head), metrics=["accuracy"])
             bs = p.recipe.batch_size
             model.fit(pipeline(x_tr, y_tr, bs, shuffle_seed=p.seed), epochs=p.recipe.epochs,
-                      initial_epoch=run.done, validation_data=pipeline(x_va, y_va, bs), verbose=0,
+                      initial_epoch=run.done, validation_data=pipeline(x_va, y_va, bs),
+                      shuffle=False, verbose=0,  # the pipeline shuffles
                       callbacks=[keras.callbacks.TerminateOnNaN(), _EpochEnd(keras, run)])
     except KeyboardInterrupt:
         where = f"{p.output} holds epoch {run.done}" if run.done else "no epoch was completed"
