@@ -44,9 +44,13 @@ LOOKUP_SUFFIXES = ("_initializer", "_regularizer", "_constraint")
 FORBIDDEN_KEYS = {"function", "function_type", "output_shape_type", "module_name", "fn"}
 
 
-def _refuse(path, what):
-    raise CheckpointError(f"{path}: refused: {what}; convzoo loads only the layers it builds "
-                          "and runs no code from a checkpoint")
+CODE = "convzoo loads only the layers it builds and runs no code from a checkpoint"
+HOST_FILES = "it would read other files on this computer"
+ZIP_LAYOUT = "a .keras checkpoint holds only " + ", ".join(sorted(ZIP_ENTRIES))
+
+
+def _refuse(path, what, why=CODE):
+    raise CheckpointError(f"{path}: refused: {what}; {why}")
 
 
 def check_config(config, path="checkpoint"):
@@ -106,7 +110,7 @@ def _check_hdf5(f, path):
 
     f.visititems_links(visit)
     if bad:
-        _refuse(path, bad[0])
+        _refuse(path, bad[0], HOST_FILES)
 
 
 def _json_attr(f, key):
@@ -134,7 +138,8 @@ def _kind(path):
         raise CheckpointError(f"{path}: cannot read checkpoint ({e})") from None
     if hdf5 and zipped:
         # Keras picks the reader by the file name, so convzoo would check one file and Keras load another
-        _refuse(path, "the file is both HDF5 and zip (a polyglot file)")
+        _refuse(path, "the file is both HDF5 and zip (a polyglot file)",
+                "convzoo would check one and Keras load the other")
     if hdf5:
         return "h5"
     if zipped:
@@ -157,7 +162,7 @@ def _read_entry(z, name, path):
     with z.open(name) as f:
         data = f.read(MAX_ENTRY + 1)
     if len(data) > MAX_ENTRY:
-        _refuse(path, f"zip entry '{name}' is over {MAX_ENTRY // 2**20} MB")
+        _refuse(path, f"zip entry '{name}' is over {MAX_ENTRY // 2**20} MB", "a config takes a few KB")
     return data
 
 
@@ -165,12 +170,12 @@ def _open_zip(path):
     with zipfile.ZipFile(path) as z:
         names = z.namelist()
         if len(names) != len(set(names)):
-            _refuse(path, "the zip holds the same entry twice")
+            _refuse(path, "the zip holds the same entry twice", ZIP_LAYOUT)
         if "config.json" not in names:
             raise CheckpointError(f"{path}: zip file without config.json, not a .keras model")
         extra = sorted(set(names) - ZIP_ENTRIES)
         if extra:  # Keras extracts a zip with extra entries (assets) to disk
-            _refuse(path, f"unexpected zip entry '{extra[0]}'")
+            _refuse(path, f"unexpected zip entry '{_short(extra[0])}'", ZIP_LAYOUT)
         meta = json.loads(_read_entry(z, META_ENTRY, path)) if META_ENTRY in names else None
         config = json.loads(_read_entry(z, "config.json", path))
         if not isinstance(config, dict):
@@ -265,7 +270,7 @@ def load(path):
     path = os.fspath(path)
     kind = _kind(path)
     if _keras_kind(path) != kind:
-        raise CheckpointError(f"{path}: a {'HDF5' if kind == 'h5' else 'zip'} checkpoint must be named "
+        raise CheckpointError(f"{path}: {'an HDF5' if kind == 'h5' else 'a zip'} checkpoint must be named "
                               f"*{'.h5' if kind == 'h5' else '.keras'} (Keras picks its reader by the name)")
     meta, config, training = _open_parts(path)
     if config is None:

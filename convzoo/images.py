@@ -1,6 +1,7 @@
 """Reading user images with Pillow: only photo formats, first frame, EXIF rotation, alpha on white,
 16-bit scaled, decompression bombs refused before their pixels are allocated."""
 import os
+import re
 import stat
 import warnings
 
@@ -105,7 +106,9 @@ def read(path, mode="RGB"):
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             return _decode(path, mode)
     except (_TooLarge, Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
-        size = str(e) if isinstance(e, _TooLarge) else "an image"
+        # Pillow's own check (at open, for far larger images) says "Image size (N pixels) exceeds ..."
+        count = re.search(r"\((\d+) pixels\)", str(e))
+        size = str(e) if isinstance(e, _TooLarge) else f"{int(count[1]):,} pixels" if count else "the image"
         raise ImageError(f"{path}: refused: {size}, over the {MAX_PIXELS:,} limit "
                          "(possible decompression bomb)") from None
     except Image.UnidentifiedImageError:

@@ -1,5 +1,6 @@
 """IDX files (MNIST, Fashion-MNIST), gzipped or not: read, check and write numpy arrays."""
 import gzip
+import math
 import os
 import struct
 import zlib
@@ -45,15 +46,21 @@ def read_idx(path):
     try:
         with _open(path) as f:
             shape = read_header(f, path)
-            want = int(np.prod(shape))
-            data = f.read(want + 1)
+            want = math.prod(shape)  # Python ints: a forged header cannot overflow
+            # read in chunks: memory follows the bytes the file holds, not what its header claims
+            data = bytearray()
+            while len(data) <= want:
+                chunk = f.read(min(1 << 22, want + 1 - len(data)))
+                if not chunk:
+                    break
+                data += chunk
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path}: cannot read, truncated or corrupt ({e})") from None
     if len(data) < want:
         raise DataError(f"{path}: truncated: header says {shape}, file holds {len(data)} of {want} bytes")
     if len(data) > want:
         raise DataError(f"{path}: {len(data) - want}+ bytes after the data the header describes {shape}")
-    return np.frombuffer(data, dtype=np.uint8).reshape(shape)
+    return np.frombuffer(bytes(data), dtype=np.uint8).reshape(shape)
 
 
 def write_idx(path, array):
