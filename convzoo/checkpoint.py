@@ -341,3 +341,15 @@ def update_meta(path, **updates):
         with h5py.File(tmp, "a") as f:
             f.attrs[META_ATTR] = json.dumps(meta)
     return meta
+
+
+USE_FIELDS = ("dataset", "classes", "input_shape", "preprocess", "head")
+
+
+def require_fields(meta, path):
+    """The metadata evaluate and predict rely on; CheckpointError naming what is missing."""
+    missing = [k for k in USE_FIELDS if k not in meta]
+    if missing:
+        raise CheckpointError(f"{path}: convzoo metadata lacks {', '.join(missing)}; "
+                              "retrain or re-save the model with convzoo")
+    return meta

@@ -58,7 +58,7 @@ def evaluate(path, data_dir=None, limit=None, report_dir=None, dataset=None):
     from convzoo.data import store
     from convzoo.predict import run_model
 
-    meta = checkpoint.read_meta(path)
+    meta = checkpoint.require_fields(checkpoint.read_meta(path), path)
     info = catalog.get(dataset or meta["dataset"])
     check_fits(meta, info, path)
     x, y = store.load(info.name, store.data_dir(data_dir), "test")

@@ -95,6 +95,7 @@ def predict(paths, model_path, top_k=3):
     from convzoo import checkpoint
 
     model, meta = checkpoint.load(model_path)
+    checkpoint.require_fields(meta, model_path)
     classes = meta["classes"]
     files = expand(paths)
     if not files:

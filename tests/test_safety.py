@@ -825,3 +825,15 @@ def test_idx_header_declaring_a_huge_array(tmp_path, gz, dims):
     path.write_bytes(gzip.compress(data) if gz else data)
     with pytest.raises(DataError, match="huge"):
         idx.read_idx(path)
+
+
+def test_metadata_without_the_fields_predict_needs(runner, tmp_path):
+    from convzoo import zoo as _zoo
+
+    model = _zoo.build_model("mlp", "mnist", (28, 28, 1), 10)
+    checkpoint.save(model, str(tmp_path / "bare.h5"), {"dataset": "mnist"})
+    Image.new("L", (28, 28)).save(tmp_path / "x.png")
+    for args in (["predict", "x.png", "--model", "bare.h5"], ["evaluate", "bare.h5"]):
+        res = invoke(runner, *args)
+        assert res.exit_code == 1 and "lacks classes, input_shape, preprocess, head" in res.output
+        assert "Traceback" not in res.output
