@@ -127,7 +127,7 @@ def _resume_plan(dataset, model, output, data_dir, seed, limit, save_best, overr
         cfg = json.loads(str(f["plan"]))
     given = {"dataset": dataset, "model": model, "seed": seed, "limit": limit, "save_best": save_best or None}
     for key, value in given.items():
-        if value is not None and value != cfg[key]:
+        if value is not None and value != cfg.get(key):
             raise ConvzooError(f"--resume continues the stored run, which has {key} {cfg[key]}, not {value}")
     recipe = zoo.Recipe(**cfg["recipe"])
     for key, value in overrides.items():
@@ -136,7 +136,8 @@ def _resume_plan(dataset, model, output, data_dir, seed, limit, save_best, overr
                                f"{getattr(recipe, key)}, not {value}")
     return Plan(dataset=cfg["dataset"], model=cfg["model"], recipe=recipe, output=output,
                 data_dir=store.data_dir(data_dir or cfg["data_dir"]), seed=cfg["seed"],
-                limit=cfg["limit"], resume=True, save_best=cfg["save_best"], weights=cfg["weights"])
+                limit=cfg["limit"], resume=True, save_best=cfg.get("save_best", False),
+                weights=cfg.get("weights"))
 
 
 def state_path(output):
