@@ -26,7 +26,7 @@ HEADS = ("softmax", "logits", "sigmoid")
 
 # Every class a convzoo checkpoint may name; anything else is refused before deserialization.
 ALLOWED_CLASSES = {
-    "Sequential", "InputLayer", "Rescaling", "Conv2D", "MaxPooling2D", "Dropout", "Flatten",
+    "Sequential", "InputLayer", "Rescaling", "Conv2D", "MaxPooling2D", "AveragePooling2D", "Dropout", "Flatten",
     "Dense", "BatchNormalization", "Activation",
     "RandomRotation", "RandomTranslation", "RandomZoom", "RandomFlip", "RandomShear", "Functional", "__keras_tensor__",
     "GlobalAveragePooling2D",
@@ -353,3 +353,8 @@ def require_fields(meta, path):
         raise CheckpointError(f"{path}: convzoo metadata lacks {', '.join(missing)}; "
                               "retrain or re-save the model with convzoo")
     return meta
+
+
+def check_meta(meta, path):
+    """Metadata that came with an exported model: sane types and every field predict uses."""
+    return require_fields(_check_meta(meta, path), path)

@@ -200,13 +200,16 @@ def data_import(name, source, data_dir, overwrite, n_train, n_val, n_test, seed)
 @click.option("--optimizer", type=click.Choice(zoo.OPTIMIZERS), help="Override the recipe's optimizer.")
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True))
 @click.option("--epochs", type=click.IntRange(min=1))
-@click.option("--batch-size", type=click.IntRange(min=1))
+@click.option("--batch-size", type=click.IntRange(min=1),
+              help="Images per step: the global batch, split across the replicas with --distribute.")
 @click.option("--validation-split", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Fraction of the training images held out, stratified (default 0.2).")
 @click.option("--limit", type=click.IntRange(min=1), help="Train on the first N training images only.")
 @click.option("--augment/--no-augment", default=None,
               help="Random augmentation layers, active in training only (default: the recipe's).")
-@click.option("--weights", help="VGG16 models: imagenet (default, downloads), none, or a weights .h5 file.")
+@click.option("--weights", help="VGG16 models: imagenet (default, downloads), none, or a weights .h5 "
+                               "file; transfer models: the convzoo checkpoint to start from; any other "
+                               "model: a checkpoint of the same model, to train on from it (warm start).")
 @click.option("--seed", type=int, help="Random seed for weights and shuffling [default: 0].")
 @data_dir_option
 @click.option("--output", type=click.Path(dir_okay=False),
@@ -218,8 +221,15 @@ def data_import(name, source, data_dir, overwrite, n_train, n_val, n_test, seed)
               help="Keep the weights of the epoch with the best validation accuracy, not the last.")
 @click.option("--strict", is_flag=True,
               help="Fail on an unreadable image in an image folder instead of skipping it.")
+@click.option("--distribute", type=click.Choice(["mirrored", "multiworker"]),
+              help="Train on several devices: mirrored (this machine's GPUs, or its CPU split in "
+                   "--devices parts) or multiworker (the cluster in $TF_CONFIG) [default: one device].")
+@click.option("--devices", type=click.IntRange(min=1),
+              help="--distribute mirrored: how many GPUs, or logical CPUs on a machine without one "
+                   "[default: every GPU, else 2].")
 def train(dataset, model_name, optimizer, learning_rate, epochs, batch_size, validation_split,
-          limit, augment, weights, seed, data_dir, output, overwrite, resume, save_best, strict):
+          limit, augment, weights, seed, data_dir, output, overwrite, resume, save_best, strict,
+          distribute, devices):
     """Train a zoo model on DATASET and save a checkpoint with its run folder.
 
     The checkpoint is rewritten after every completed epoch, so an interrupted run keeps its
@@ -231,9 +241,13 @@ def train(dataset, model_name, optimizer, learning_rate, epochs, batch_size, val
         raise click.UsageError("--resume and --overwrite exclude each other")
     p = training.plan(dataset, model_name, output=output, data_dir=data_dir, seed=seed, limit=limit,
                       overwrite=overwrite, resume=resume, save_best=save_best, weights=weights, strict=strict,
+                      distribute=distribute, devices=devices,
                       augment=augment, optimizer=optimizer, learning_rate=learning_rate,
                       epochs=epochs, batch_size=batch_size, validation_split=validation_split)
     meta = training.train(p, log=err)
+    if p.scratch:  # a multi-worker run's other workers: the chief writes the checkpoint
+        click.echo("worker done; the chief wrote the checkpoint and run folder")
+        return
     best = meta["best"]
     click.echo(f"saved {p.output} and {p.run_dir}{os.sep} (config.json, history.csv, curves.png); "
                f"best val_accuracy {best['val_accuracy']:.4f} at epoch {best['epoch']}")
@@ -283,9 +297,32 @@ def evaluate(checkpoint, data_dir, limit, as_json, report_dir, dataset, record):
 
 
 @cli.command()
+@click.argument("checkpoint")
+@click.option("--format", "fmt", required=True, metavar="savedmodel|tflite|onnx",
+              help="SavedModel folder (TF Serving), LiteRT .tflite, or ONNX.")
+@click.option("--output", type=click.Path(),
+              help="Where to write [default: beside the checkpoint: X_savedmodel/, X.tflite, X.onnx].")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@data_dir_option
+@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Test images for the self-check against the checkpoint.")
+def export(checkpoint, fmt, output, overwrite, data_dir, limit):
+    """Write CHECKPOINT for serving (SavedModel, .tflite, ONNX), checked against it.
+
+    CHECKPOINT is a .h5/.keras file, or a dataset name for a bundled model. The output carries the
+    class names and preprocessing, and takes the same 0..255 input.
+    """
+    from convzoo import export as ex
+
+    result = ex.export(resolve_checkpoint(checkpoint), fmt, output, overwrite, data_dir, limit, log=err)
+    click.echo(ex.format_text(result))
+
+
+@cli.command()
 @click.argument("images", nargs=-1, required=True)
 @click.option("--model", "model_path",
-              help="Checkpoint file, or a dataset name (mnist, fashion_mnist, ...) for a bundled model.")
+              help="Checkpoint file, a .tflite from `convzoo export` (runs without TensorFlow), or a "
+                   "dataset name (mnist, fashion_mnist, ...) for a bundled model.")
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 def predict(images, model_path, top_k, as_json):

@@ -28,6 +28,36 @@ def atomic_path(path):
             os.remove(tmp)
 
 
+@contextlib.contextmanager
+def atomic_folder(path):
+    """Yield a temp folder beside `path`; on success it takes the place of `path` (a folder there
+    is moved aside first and removed only once the new one is in place)."""
+    path = os.path.abspath(os.fspath(path))
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    base = os.path.basename(path)
+    tmp = tempfile.mkdtemp(prefix=f".{base}.", suffix=".tmp", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700
+        if os.path.isdir(path):
+            old = tempfile.mkdtemp(prefix=f".{base}.", suffix=".old", dir=parent)
+            os.rename(path, old)  # replaces the empty `old`
+            try:
+                os.rename(tmp, path)
+            except OSError:
+                os.rename(old, path)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, path)
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_text(path, text):
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
@@ -44,11 +74,14 @@ def _writable(folder):
     return os.access(folder, os.W_OK)
 
 
-def check_output(path, overwrite=False, need_bytes=0):
-    """Refuse an existing file unless overwrite; check the folder is writable and has room."""
+def check_output(path, overwrite=False, need_bytes=0, is_folder=False):
+    """Refuse an existing file (a folder, if is_folder) unless overwrite; check the parent is writable
+    and has room."""
     path = os.path.abspath(os.fspath(path))
-    if os.path.isdir(path):
+    if os.path.isdir(path) and not is_folder:
         raise ConvzooError(f"{path} is a folder; give a file name such as {os.path.join(path, 'model.h5')}")
+    if is_folder and os.path.exists(path) and not os.path.isdir(path):
+        raise ConvzooError(f"{path} is a file; give a folder name")
     if os.path.exists(path) and not overwrite:
         raise ConvzooError(f"{path} already exists; pass --overwrite to replace it")
     folder = os.path.dirname(path)

@@ -82,20 +82,41 @@ def probabilities(raw, head):
     return raw
 
 
+def raw_outputs(model, x, batch_size=256):
+    """A Keras model's outputs for a uint8 batch, in chunks."""
+    out = [np.asarray(model(x[i:i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, 0))
+
+
 def run_model(model, x, head, batch_size=256):
     """Class probabilities for a uint8 batch, in chunks."""
-    out = [np.asarray(model(x[i:i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
-    if not out:
+    if not len(x):
         return np.zeros((0, 0))
-    return probabilities(np.concatenate(out), head)
+    return probabilities(raw_outputs(model, x, batch_size), head)
+
+
+def open_model(model_path):
+    """(run, meta): run maps a uint8 batch to raw outputs. A .tflite runs on the LiteRT interpreter
+    without TensorFlow; a .h5/.keras checkpoint through Keras."""
+    path = os.fspath(model_path)
+    if path.lower().endswith(".tflite"):
+        from convzoo import litert
+
+        runner = litert.Runner(path)
+        return runner, runner.meta
+    if path.lower().endswith(".onnx") or os.path.isfile(os.path.join(path, "saved_model.pb")):
+        raise ConvzooError(f"{path}: predict runs .h5/.keras checkpoints and .tflite models; serve an "
+                           "ONNX file with onnxruntime and a SavedModel with TensorFlow Serving")
+    from convzoo import checkpoint
+
+    model, meta = checkpoint.load(path)
+    checkpoint.require_fields(meta, path)
+    return (lambda x: raw_outputs(model, x)), meta
 
 
 def predict(paths, model_path, top_k=3):
     """[{"file", "predictions": [{"label", "probability"}], "error"}] for every file."""
-    from convzoo import checkpoint
-
-    model, meta = checkpoint.load(model_path)
-    checkpoint.require_fields(meta, model_path)
+    run, meta = open_model(model_path)
     classes = meta["classes"]
     files = expand(paths)
     if not files:
@@ -109,7 +130,7 @@ def predict(paths, model_path, top_k=3):
         except ImageError as e:
             results[-1]["error"] = str(e)
     if batch:
-        probs = run_model(model, np.stack(batch), meta["head"])
+        probs = probabilities(run(np.stack(batch)), meta["head"])
         k = max(1, min(top_k, len(classes)))
         for i, p in zip(where, probs):
             order = np.argsort(-p)[:k]

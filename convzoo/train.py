@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from convzoo import __version__, backend, checkpoint, zoo
+from convzoo import __version__, backend, checkpoint, distributed, zoo
 from convzoo import data as catalog
 from convzoo.data import store
 from convzoo.errors import ConvzooError, Interrupted
@@ -26,6 +26,9 @@ from convzoo.fileio import atomic_path, check_output, save_figure, write_text
 class Diverged(ConvzooError):
     """A NaN or infinite loss."""
 
+# speed defaults, each measured by bench/levers.py (see bench/README.md)
+JIT = "auto"  # Keras: no XLA on a CPU-only machine
+PIPELINE = "gather"
 COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 
 
@@ -55,6 +58,9 @@ class Plan:
     save_best: bool = False
     weights: str | None = None  # VGG16 entries: "imagenet", "none" or a weights file
     strict: bool = False  # fail on an unreadable image instead of skipping it
+    distribute: str | None = None  # "mirrored" or "multiworker" (tf.distribute); None: one device
+    devices: int | None = None  # --distribute mirrored: GPUs, or logical CPUs without a GPU
+    scratch: bool = False  # a multi-worker non-chief: its files are a temp copy, removed at the end
 
     @property
     def run_dir(self):
@@ -62,12 +68,19 @@ class Plan:
 
 
 def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None, overwrite=False,
-         resume=False, save_best=False, weights=None, strict=False, **overrides):
+         resume=False, save_best=False, weights=None, strict=False, distribute=None, devices=None,
+         **overrides):
     """Resolve names and options; refuse bad values and an existing output before training."""
     catalog.get(dataset)
+    task = distributed.check(distribute, devices)  # a bad TF_CONFIG fails before anything is written
+    scratch = task is not None and not task.chief
     if resume:
+        if scratch:  # each worker resumes from its own copy of the run state
+            output = distributed.scratch_path(
+                output or default_output(model or zoo.DEFAULT_MODEL.get(dataset, ""), dataset), task)
         p = _resume_plan(dataset, model, output, data_dir, seed, limit, save_best, overrides)
-        p.strict = strict
+        p.strict, p.distribute, p.devices, p.scratch = strict, distribute, devices, scratch
+        _check_distribute(p.model, p.recipe, distribute)
         return p
     seed = 0 if seed is None else seed
     model = model or zoo.DEFAULT_MODEL.get(dataset)
@@ -84,8 +97,11 @@ def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None,
     if recipe.loop == "tape" and recipe.optimizer != "sgd":
         raise ConvzooError(f"{model} is S1's hand-written plain-SGD loop; it takes no --optimizer "
                            f"{recipe.optimizer}")
+    _check_distribute(model, recipe, distribute)
     weights = _check_weights(model, weights)
     output = output or default_output(model, dataset)
+    if scratch:  # only the chief writes --output; this worker's copy goes to workertemp_N beside it
+        output, overwrite = distributed.scratch_path(output, task), True
     if not output.endswith((".h5", ".keras")):
         raise ConvzooError(f"--output {output}: the checkpoint name must end in .h5 or .keras")
     output = check_output(output, overwrite, need_bytes=4 * spec.params * 3 + 2**20)
@@ -93,7 +109,14 @@ def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None,
         raise ConvzooError(f"run folder {run_folder(output)} already exists; pass --overwrite to replace it")
     return Plan(dataset=dataset, model=model, recipe=recipe, output=output,
                 data_dir=store.data_dir(data_dir), seed=seed, limit=limit, overwrite=overwrite,
-                save_best=save_best, weights=weights, strict=strict)
+                save_best=save_best, weights=weights, strict=strict, distribute=distribute,
+                devices=devices, scratch=scratch)
+
+
+def _check_distribute(model, recipe, distribute):
+    if distribute and recipe.loop == "tape":
+        raise ConvzooError(f"{model} is S1's hand-written GradientTape loop, which runs on one device; "
+                           f"train it without --distribute")
 
 
 def _check_weights(model, weights):
@@ -105,9 +128,15 @@ def _check_weights(model, weights):
         checkpoint.read_meta(weights)
         return os.path.abspath(weights)
     if not model.startswith("vgg16"):
-        if weights is not None:
-            raise ConvzooError(f"--weights applies to the VGG16 and transfer models only, not {model}")
-        return None
+        if weights is None:
+            return None
+        from convzoo import checkpoint
+
+        meta = checkpoint.read_meta(weights)
+        if meta.get("model") != model:  # a warm start: more epochs for a trained model
+            raise ConvzooError(f"--weights {weights}: a checkpoint of {meta.get('model')}, not {model}; "
+                               f"{model} starts only from its own checkpoints")
+        return os.path.abspath(weights)
     weights = weights or "imagenet"
     if weights not in ("imagenet", "none"):
         from convzoo import checkpoint
@@ -190,6 +219,7 @@ class Run:
         self.history = {k: [] for k in COLUMNS}
         self.n_train, self.n_val, self.log = n_train, n_val, log
         self.optimizer = None
+        self.distribute = None  # the strategy and replica count, for the metadata
         self.saved_model = inference_model(model)
 
     @property
@@ -226,7 +256,7 @@ class Run:
             "input_shape": list(self.info.input_shape), "preprocess": self.info.preprocess,
             "head": self.spec.head, "recipe": dataclasses.asdict(self.p.recipe),
             "weights_init": self.p.weights,
-            "seed": self.p.seed, "limit": self.p.limit,
+            "seed": self.p.seed, "limit": self.p.limit, "distribute": self.distribute,
             "train_images": self.n_train, "val_images": self.n_val,
             "epochs_run": len(h["loss"]), "history": h,
             "weights_from": "best epoch" if self.p.save_best else "last epoch",
@@ -267,7 +297,7 @@ class Run:
         else:
             checkpoint.save(self.saved_model, self.p.output, meta)
         cfg = {k: meta[k] for k in ("model", "source", "dataset", "recipe", "seed", "limit",
-                                    "train_images", "val_images", "versions", "command")}
+                                    "train_images", "val_images", "distribute", "versions", "command")}
         cfg["data_dir"] = self.p.data_dir
         write_text(os.path.join(self.p.run_dir, "config.json"), json.dumps(cfg, indent=2) + "\n")
         save_figure(plots.curves(self.history), os.path.join(self.p.run_dir, "curves.png"))
@@ -311,6 +341,21 @@ def versions():
 def train(p, log=lambda msg: print(msg, file=sys.stderr)):
     """Train per plan `p`; returns the checkpoint metadata."""
     keras = backend.load()
+    if p.distribute == "multiworker":  # the strategy waits here until every worker has joined
+        task = distributed.check(p.distribute)
+        log(f"{task.type} {task.index} of {task.workers} workers{' (chief)' if task.chief else ''}: "
+            f"waiting for every worker to join")
+    strategy = distributed.strategy(p.distribute, p.devices)  # before anything sets up TF's devices
+    if strategy is None:
+        return _train(p, log, keras, None)
+    with strategy.scope():  # the model, optimizer and training loop under the strategy
+        meta = _train(p, log, keras, strategy)
+    if p.scratch:
+        distributed.remove_scratch(p.output, p.run_dir)
+    return meta
+
+
+def _train(p, log, keras, strategy):
     info = catalog.get(p.dataset)
     spec = zoo.get_spec(p.model)
     x_tr, y_tr, x_va, y_va = load_data(p)
@@ -323,16 +368,23 @@ def train(p, log=lambda msg: print(msg, file=sys.stderr)):
         f"lr {p.recipe.learning_rate}, batch {p.recipe.batch_size}, {p.recipe.epochs} epochs")
     os.makedirs(p.run_dir, exist_ok=True)
     run = Run(p, model, info, spec, len(y_tr), len(y_va), log)
+    run.distribute = distributed.describe(strategy, p.distribute)
+    if strategy:
+        log(distributed.summary(run.distribute, p.recipe.batch_size))
     steps = math.ceil(len(y_tr) / p.recipe.batch_size) * p.recipe.epochs
     run.optimizer = _optimizer(keras, p.recipe, steps)
     run.optimizer.build(model.trainable_variables)
     if p.resume:
         run.restore_state()
     try:
-        if p.recipe.loop == "tape":
+        if strategy is not None:  # Keras 3.15's fit fails under tf.distribute: see fit_loop
+            bs = p.recipe.batch_size
+            distributed.fit_loop(strategy, model, run.optimizer, _loss(keras, spec.head), spec.head, run,
+                                 pipeline(x_tr, y_tr, bs, shuffle_seed=p.seed), pipeline(x_va, y_va, bs))
+        elif p.recipe.loop == "tape":
             tape_loop(model, run.optimizer, _loss(keras, spec.head), run, x_tr, y_tr, x_va, y_va)
         else:
-            model.compile(optimizer=run.optimizer, loss=_loss(keras, spec.head), metrics=["accuracy"])
+            compile_model(keras, model, run.optimizer, spec.head)
             bs = p.recipe.batch_size
             model.fit(pipeline(x_tr, y_tr, bs, shuffle_seed=p.seed), epochs=p.recipe.epochs,
                       initial_epoch=run.done, validation_data=pipeline(x_va, y_va, bs),
@@ -347,20 +399,51 @@ def train(p, log=lambda msg: print(msg, file=sys.stderr)):
     return run.finish()
 
 
-def pipeline(x, y, batch_size, shuffle_seed=None):
+def pipeline(x, y, batch_size, shuffle_seed=None, kind=None):
     """A tf.data input pipeline over decoded uint8 images held in memory (decoded once, every file
-    checked, and cached on disk by the data loaders): shuffle each epoch, batch, prefetch. Pixels
-    stay uint8 until the model's Rescaling layer; augmentation layers run inside the model."""
+    checked, and cached on disk by the data loaders). Pixels stay uint8 until the model's Rescaling
+    layer; augmentation layers run inside the model. kind "gather" shuffles indices and gathers
+    whole batches (one op per batch); "slices" shuffles and batches single images."""
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    kind = kind or PIPELINE
+    if kind == "slices":
+        ds = tf.data.Dataset.from_tensor_slices((x, y))
+        if shuffle_seed is not None:
+            ds = ds.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
+        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    xs, ys = tf.constant(x), tf.constant(y)
+    ds = tf.data.Dataset.range(len(y))
     if shuffle_seed is not None:
         ds = ds.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size).map(lambda i: (tf.gather(xs, i), tf.gather(ys, i)),
+                                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def set_threads(intra=None, inter=None):
+    """TensorFlow's thread pools (before any op runs); None keeps TensorFlow's default."""
+    import tensorflow as tf
+
+    if intra:
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+    if inter:
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
+
+
+def compile_model(keras, model, optimizer, head, jit=None, steps_per_execution=1):
+    """compile() as every convzoo fit runs it (bench/levers.py measures the choices)."""
+    model.compile(optimizer=optimizer, loss=_loss(keras, head), metrics=["accuracy"],
+                  jit_compile=JIT if jit is None else jit, steps_per_execution=steps_per_execution)
 
 
 def _build(p, info):
     weights = None if p.weights in (None, "none") else p.weights
+    if weights and not p.model.startswith(("vgg16", "catsdogs-transfer")):
+        model = zoo.build_model(p.model, p.dataset, info.input_shape, len(info.classes),
+                                augment=p.recipe.augment)
+        warm_start(model, weights)
+        return model
     try:
         return zoo.build_model(p.model, p.dataset, info.input_shape, len(info.classes),
                                augment=p.recipe.augment, weights=weights)
@@ -371,6 +454,21 @@ def _build(p, info):
             "cannot download the VGG16 ImageNet weights (offline?): put "
             "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 in ~/.keras/models/, or pass "
             "--weights PATH to a local copy, or --weights none to train from scratch") from None
+
+
+def warm_start(model, path):
+    """Copy a checkpoint's weights into a fresh model of the same zoo entry, layer by layer (the
+    checkpoint was saved without the augmentation layers, which hold no weights)."""
+    from convzoo import checkpoint
+
+    source, _ = checkpoint.load(path)
+    mine = [layer for layer in model.layers if layer.weights and not type(layer).__name__.startswith("Random")]
+    theirs = [layer for layer in source.layers if layer.weights]
+    shapes = [[w.shape for w in layer.get_weights()] for layer in mine]
+    if shapes != [[w.shape for w in layer.get_weights()] for layer in theirs]:
+        raise ConvzooError(f"--weights {path}: its layers do not match {model.name}'s")
+    for new, old in zip(mine, theirs):
+        new.set_weights(old.get_weights())
 
 
 def _EpochEnd(keras, run):

@@ -123,3 +123,26 @@ def test_real_mnist_quick_run_beats_90_percent(runner, shared_datasets, tmp_path
     assert res.exit_code == 0, res.output
     out = json.loads(invoke(runner, "evaluate", "m.h5", "--data-dir", shared_datasets, "--json").output)
     assert out["n"] == 10000 and out["accuracy"] > 0.90
+
+
+def test_weights_warm_start_from_own_checkpoint(runner, tmp_path):
+    """--weights CHECKPOINT on a plain zoo model starts from that checkpoint's weights; a checkpoint
+    of another model is refused with one line."""
+    from convzoo import backend, checkpoint, train
+
+    res = invoke(runner, "train", "mnist", "--model", "mnist-vgg", "--epochs", "1", "--limit", "300",
+                 "--data-dir", SAMPLE, "--output", "a.h5")
+    assert res.exit_code == 0, res.output
+    backend.load()
+    fresh = zoo.build_model("mnist-vgg", "mnist", (28, 28, 1), 10)  # with its augmentation layers
+    train.warm_start(fresh, tmp_path / "a.h5")
+    saved, _ = checkpoint.load(tmp_path / "a.h5")
+    batch = np.random.default_rng(0).integers(0, 256, (4, 28, 28, 1)).astype("uint8")
+    assert np.allclose(fresh(batch, training=False), saved(batch, training=False), atol=1e-6)
+    res = invoke(runner, "train", "mnist", "--model", "mnist-vgg", "--epochs", "1", "--limit", "300",
+                 "--data-dir", SAMPLE, "--output", "b.h5", "--weights", "a.h5")
+    assert res.exit_code == 0, res.output
+    res = invoke(runner, "train", "mnist", "--model", "mnist-cnn", "--epochs", "1", "--limit", "300",
+                 "--data-dir", SAMPLE, "--output", "c.h5", "--weights", "a.h5")
+    assert res.exit_code == 1 and "a checkpoint of mnist-vgg, not mnist-cnn" in res.output
+    assert not (tmp_path / "c.h5").exists()

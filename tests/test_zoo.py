@@ -63,6 +63,8 @@ def test_transfer_entries_reuse_a_checkpoints_conv_base(tmp_path):
     stage1 = zoo.build_model("catsdogs-transfer", "cats_vs_dogs", (150, 150, 3), 2,
                              weights=str(tmp_path / "cifar.h5"))
     assert stage1.output_shape == (None, 1)
+    shrink = stage1.get_layer("shrink")  # 150 px down to 50, near the 32 px the base learned on
+    assert shrink.pool_size == (3, 3) and shrink.output.shape[1] == 50
     learning = [layer for layer in stage1.layers if layer.trainable and layer.weights]
     assert len(learning) == 2 and all(type(layer).__name__ == "Dense" for layer in learning)
     conv = next(l for l in stage1.layers if l.name.startswith("base_conv2d"))
@@ -73,6 +75,7 @@ def test_transfer_entries_reuse_a_checkpoints_conv_base(tmp_path):
     checkpoint.save(inference_model(stage1), str(tmp_path / "s1.h5"), {**tiny_meta("cats_vs_dogs"), "model": "catsdogs-transfer"})
     stage2 = zoo.build_model("catsdogs-transfer-finetune", "cats_vs_dogs", (150, 150, 3), 2,
                              weights=str(tmp_path / "s1.h5"))
+    assert stage2.get_layer("shrink").pool_size == (3, 3)
     trainable = [l.name for l in stage2.layers if l.trainable and l.weights]
     assert any(n.startswith("base_conv2d") for n in trainable)
     assert len([n for n in trainable if n.startswith("base_conv2d")]) == 2  # the last block only
