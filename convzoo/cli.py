@@ -205,6 +205,9 @@ def data_import(name, source, data_dir, overwrite, n_train, n_val, n_test, seed)
 @click.option("--validation-split", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Fraction of the training images held out, stratified (default 0.2).")
 @click.option("--limit", type=click.IntRange(min=1), help="Train on the first N training images only.")
+@click.option("--precision", type=click.Choice(zoo.PRECISIONS),
+              help="mixed_bfloat16: bfloat16 compute, about 1.9x faster on CPUs with AVX512-BF16/AMX "
+                   "(slower elsewhere); the checkpoint stays float32 [default: float32].")
 @click.option("--augment/--no-augment", default=None,
               help="Random augmentation layers, active in training only (default: the recipe's).")
 @click.option("--weights", help="VGG16 models: imagenet (default, downloads), none, or a weights .h5 "
@@ -228,7 +231,7 @@ def data_import(name, source, data_dir, overwrite, n_train, n_val, n_test, seed)
               help="--distribute mirrored: how many GPUs, or logical CPUs on a machine without one "
                    "[default: every GPU, else 2].")
 def train(dataset, model_name, optimizer, learning_rate, epochs, batch_size, validation_split,
-          limit, augment, weights, seed, data_dir, output, overwrite, resume, save_best, strict,
+          limit, precision, augment, weights, seed, data_dir, output, overwrite, resume, save_best, strict,
           distribute, devices):
     """Train a zoo model on DATASET and save a checkpoint with its run folder.
 
@@ -243,7 +246,8 @@ def train(dataset, model_name, optimizer, learning_rate, epochs, batch_size, val
                       overwrite=overwrite, resume=resume, save_best=save_best, weights=weights, strict=strict,
                       distribute=distribute, devices=devices,
                       augment=augment, optimizer=optimizer, learning_rate=learning_rate,
-                      epochs=epochs, batch_size=batch_size, validation_split=validation_split)
+                      epochs=epochs, batch_size=batch_size, validation_split=validation_split,
+                      precision=precision)
     meta = training.train(p, log=err)
     if p.scratch:  # a multi-worker run's other workers: the chief writes the checkpoint
         click.echo("worker done; the chief wrote the checkpoint and run folder")

@@ -104,9 +104,10 @@ def cifar10_cnn(input_shape, num_classes, dataset="cifar10", augment=False, **_)
 
 
 def cifar10_vgg(input_shape, num_classes, dataset="cifar10", augment=True, **_):
-    """S4 improved: three VGG blocks (32/64/128) with batch norm, flips and shifts; release model."""
-    return _vgg(input_shape, num_classes, augmentation(dataset, augment), True, (32, 64, 128),
-                (0.2, 0.3, 0.4), "cifar10_vgg")
+    """S4 improved: three VGG blocks (64/128/256) with batch norm, flips and shifts; release model."""
+    # 32/64/128 with dropout 0.2/0.3/0.4 under-fitted: 82.3% test after 40 epochs, train accuracy 0.81
+    return _vgg(input_shape, num_classes, augmentation(dataset, augment), True, (64, 128, 256),
+                (0.1, 0.2, 0.3), "cifar10_vgg")
 
 
 def _catsdogs(input_shape, augment, dropout, name):

@@ -1,9 +1,42 @@
 """The results table of trained checkpoints, built from their stored metadata (h5py only)."""
+import dataclasses
 import glob
 import os
 
 from convzoo import checkpoint, zoo
 from convzoo.errors import ConvzooError
+
+OPTION = {"optimizer": "optimizer", "learning_rate": "learning-rate", "batch_size": "batch-size",
+          "epochs": "epochs", "validation_split": "validation-split"}
+
+
+def command(meta, filename):
+    """The `convzoo train` command that reproduces a checkpoint, seeded, with the options that
+    differ from its zoo recipe; a run started from another checkpoint is preceded by that one's."""
+    spec = zoo.REGISTRY.get(meta["model"])
+    recipe, default = meta.get("recipe") or {}, (dataclasses.asdict(spec.recipe) if spec else {})
+    opts = "".join(f" --{OPTION[k]} {recipe[k]:g}" if isinstance(recipe[k], float) else
+                   f" --{OPTION[k]} {recipe[k]}" for k in OPTION if k in recipe and recipe[k] != default.get(k))
+    if "augment" in recipe and recipe["augment"] != default.get("augment"):
+        opts += " --augment" if recipe["augment"] else " --no-augment"
+    origin = meta.get("started_from")
+    line = (f"convzoo train {meta['dataset']} --model {meta['model']} --seed {meta.get('seed', 0)}"
+            + (f" --limit {meta['limit']}" if meta.get("limit") else "") + opts
+            + (f" --weights {origin['file']}" if origin else "")
+            + (" --save-best" if meta.get("weights_from") == "best epoch" else "")
+            + f" --data-dir DATA --output {filename}")
+    return (command(origin, origin["file"]) + " && " if origin else "") + line
+
+
+def _chain(meta):
+    """(epochs, seconds) over a checkpoint and the checkpoints it started from."""
+    epochs, seconds = [meta.get("epochs_run") or 0], meta.get("train_seconds") or 0
+    origin = meta.get("started_from")
+    while origin:
+        epochs.insert(0, origin.get("epochs_run") or 0)
+        seconds += origin.get("train_seconds") or 0
+        origin = origin.get("started_from")
+    return "+".join(map(str, epochs)), seconds
 
 
 def collect(folder):
@@ -14,17 +47,14 @@ def collect(folder):
         spec = zoo.REGISTRY.get(meta["model"])
         recipe = meta.get("recipe", {})
         test = meta.get("test") or {}
-        command = (f"convzoo train {meta['dataset']} --model {meta['model']} --seed {meta.get('seed', 0)}"
-                   + (f" --limit {meta['limit']}" if meta.get("limit") else "")
-                   + (" --save-best" if meta.get("weights_from") == "best epoch" else "")
-                   + f" --data-dir DATA --output {os.path.basename(path)}")
+        epochs, seconds = _chain(meta)
         rows.append({
             "file": os.path.basename(path), "dataset": meta["dataset"], "model": meta["model"],
             "source": meta.get("source", ""), "params": meta.get("params") or (spec.params if spec else None),
             "size_mb": round(os.path.getsize(path) / 2**20, 2),
             "test_accuracy": test.get("accuracy"), "test_n": test.get("n"),
-            "epochs": meta.get("epochs_run"), "train_minutes": round(meta.get("train_seconds", 0) / 60, 1),
-            "batch_size": recipe.get("batch_size"), "command": command,
+            "epochs": epochs, "train_minutes": round(seconds / 60, 1),
+            "batch_size": recipe.get("batch_size"), "command": command(meta, os.path.basename(path)),
             "seed_figure": spec.reported if spec else "",
         })
     if not rows:

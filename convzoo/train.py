@@ -220,7 +220,10 @@ class Run:
         self.n_train, self.n_val, self.log = n_train, n_val, log
         self.optimizer = None
         self.distribute = None  # the strategy and replica count, for the metadata
-        self.saved_model = inference_model(model)
+        self.started_from = started_from(p.weights)
+        self._source = inference_model(model)
+        # mixed precision: checkpoints stay float32, in a twin that takes the weights at each save
+        self.saved_model = self._source if p.recipe.precision == "float32" else float32_twin(self._source)
 
     @property
     def done(self):
@@ -255,7 +258,7 @@ class Run:
             "dataset": self.p.dataset, "classes": list(self.info.classes),
             "input_shape": list(self.info.input_shape), "preprocess": self.info.preprocess,
             "head": self.spec.head, "recipe": dataclasses.asdict(self.p.recipe),
-            "weights_init": self.p.weights,
+            "weights_init": self.p.weights, "started_from": self.started_from,
             "seed": self.p.seed, "limit": self.p.limit, "distribute": self.distribute,
             "train_images": self.n_train, "val_images": self.n_val,
             "epochs_run": len(h["loss"]), "history": h,
@@ -284,8 +287,14 @@ class Run:
         self.save_state()
         improved = best_before is None or (row.get("val_accuracy") or 0) > best_before
         if not self.p.save_best or improved:
-            checkpoint.save(self.saved_model, self.p.output, self.meta())
+            checkpoint.save(self.to_save(), self.p.output, self.meta())
         write_text(os.path.join(self.p.run_dir, "history.csv"), history_csv(self.history))
+
+    def to_save(self):
+        """The model a checkpoint holds: the inference model, or its float32 twin, kept in step."""
+        if self.saved_model is not self._source:
+            self.saved_model.set_weights(self._source.get_weights())
+        return self.saved_model
 
     def finish(self):
         from convzoo import plots
@@ -295,13 +304,37 @@ class Run:
             best, _ = checkpoint.load(self.p.output)
             checkpoint.save(best, self.p.output, meta)
         else:
-            checkpoint.save(self.saved_model, self.p.output, meta)
+            checkpoint.save(self.to_save(), self.p.output, meta)
         cfg = {k: meta[k] for k in ("model", "source", "dataset", "recipe", "seed", "limit",
                                     "train_images", "val_images", "distribute", "versions", "command")}
         cfg["data_dir"] = self.p.data_dir
         write_text(os.path.join(self.p.run_dir, "config.json"), json.dumps(cfg, indent=2) + "\n")
         save_figure(plots.curves(self.history), os.path.join(self.p.run_dir, "curves.png"))
         return meta
+
+
+def started_from(weights):
+    """What a run that starts from a convzoo checkpoint (--weights) needs to be reproduced: that
+    checkpoint's file name, model, epochs, time and its own origin (None otherwise)."""
+    if weights in (None, "imagenet", "none"):
+        return None
+    try:
+        meta = checkpoint.read_meta(weights)
+    except ConvzooError:
+        return None  # a plain Keras weights file (VGG16)
+    keep = ("model", "dataset", "seed", "limit", "recipe", "weights_from", "epochs_run", "train_seconds",
+            "started_from")
+    return {"file": os.path.basename(weights), **{k: meta.get(k) for k in keep}}
+
+
+def float32_twin(model):
+    """A float32 copy of a mixed-precision Sequential (same layers and names, own weights)."""
+    keras = backend.load()
+    cfg = model.get_config()
+    for layer in cfg["layers"]:
+        if "dtype" in layer["config"]:
+            layer["config"]["dtype"] = "float32"
+    return keras.Sequential.from_config(cfg)
 
 
 def inference_model(model):
@@ -362,10 +395,15 @@ def _train(p, log, keras, strategy):
     keras.utils.set_random_seed(p.seed)
     if spec.head == "sigmoid":  # binary cross-entropy wants (n, 1) float targets
         y_tr, y_va = (y.reshape(-1, 1).astype("float32") for y in (y_tr, y_va))
-    model = _build(p, info)
+    keras.mixed_precision.set_global_policy(p.recipe.precision)
+    try:
+        model = _build(p, info)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
     log(f"training {p.model} ({spec.source}, {model.count_params():,} parameters) on {p.dataset}: "
         f"{len(y_tr)} training / {len(y_va)} validation images, {p.recipe.optimizer} "
-        f"lr {p.recipe.learning_rate}, batch {p.recipe.batch_size}, {p.recipe.epochs} epochs")
+        f"lr {p.recipe.learning_rate}, batch {p.recipe.batch_size}, {p.recipe.epochs} epochs"
+        + ("" if p.recipe.precision == "float32" else f", {p.recipe.precision}"))
     os.makedirs(p.run_dir, exist_ok=True)
     run = Run(p, model, info, spec, len(y_tr), len(y_va), log)
     run.distribute = distributed.describe(strategy, p.distribute)

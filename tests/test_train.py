@@ -146,3 +146,23 @@ def test_weights_warm_start_from_own_checkpoint(runner, tmp_path):
                  "--data-dir", SAMPLE, "--output", "c.h5", "--weights", "a.h5")
     assert res.exit_code == 1 and "a checkpoint of mnist-vgg, not mnist-cnn" in res.output
     assert not (tmp_path / "c.h5").exists()
+
+
+def test_mixed_bfloat16_trains_and_saves_a_float32_checkpoint(runner, tmp_path):
+    """bfloat16 compute learns as float32 does (same run otherwise) and the checkpoint is float32."""
+    from convzoo import checkpoint
+
+    acc = {}
+    for precision in ("float32", "mixed_bfloat16"):
+        res = invoke(runner, "train", "mnist", "--model", "mnist-cnn", "--epochs", "1", "--learning-rate",
+                     "1e-3", "--data-dir", SAMPLE, "--output", f"{precision}.h5", "--precision", precision)
+        assert res.exit_code == 0, res.output
+        res = invoke(runner, "evaluate", f"{precision}.h5", "--data-dir", SAMPLE, "--json")
+        acc[precision] = json.loads(res.stdout)["accuracy"]
+    assert acc["float32"] > 0.8 and abs(acc["mixed_bfloat16"] - acc["float32"]) < 0.05, acc
+    model, meta = checkpoint.load(tmp_path / "mixed_bfloat16.h5")
+    assert meta["recipe"]["precision"] == "mixed_bfloat16"
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+    res = invoke(runner, "train", "mnist", "--model", "mnist-cnn", "--output", "mixed_bfloat16.h5",
+                 "--resume", "--data-dir", SAMPLE, "--precision", "float32")
+    assert res.exit_code == 1 and "precision mixed_bfloat16, not float32" in res.output
