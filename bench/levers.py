@@ -27,7 +27,9 @@ LEVERS = {
     "pipeline_slices": {"pipeline": "slices"},
     "pipeline_gather": {"pipeline": "gather"},
     "arrays_float32": {"pipeline": "arrays", "dtype": "float32"},
+    "steps_per_execution_1": {"spe": 1},
     "steps_per_execution_8": {"spe": 8},
+    "steps_per_execution_32": {"spe": 32},
     "batch_64": {"batch": 64},
     "batch_256": {"batch": 256},
     "mixed_bfloat16": {"policy": "mixed_bfloat16"},
@@ -61,7 +63,7 @@ def worker(cfg, images, repeats):
     recipe = zoo.get_spec("mnist-cnn").recipe.with_overrides(batch_size=batch)
     model = zoo.build_model("mnist-cnn", "mnist", (28, 28, 1), 10)
     train.compile_model(keras, model, train._optimizer(keras, recipe, 1000), "softmax",
-                        jit=cfg.get("jit", train.JIT), steps_per_execution=cfg.get("spe", 1))
+                        jit=cfg.get("jit", train.JIT), steps_per_execution=cfg.get("spe", train.STEPS_PER_EXECUTION))
     kind = cfg.get("pipeline", train.PIPELINE)
     if kind == "arrays":
         def epoch():

@@ -188,8 +188,9 @@ def training_rows(which, batch, repeats, peak, images, data_dir):
     framework), taking turns over the repeats so that drift hits them alike."""
     rates = {"convzoo": [], "plain_keras": [], "pytorch": []}
     flop = None
-    for _ in range(repeats):
-        for name in rates:
+    names = list(rates)
+    for round_ in range(repeats):
+        for name in names[round_ % 3:] + names[:round_ % 3]:  # each peer takes each place in turn
             cmd = [sys.executable, os.path.abspath(__file__), "--child", name, "--which", which,
                    "--images", str(images), "--batch", str(batch), "--repeats", "2"]
             if data_dir:
@@ -207,6 +208,8 @@ def training_rows(which, batch, repeats, peak, images, data_dir):
     for name, v in med.items():
         rows[f"{which}_train_{name}_images_per_s"] = None if v is None else round(v, 1)
         rows[f"{which}_train_{name}_pct_peak"] = None if v is None else round(100 * v * flop / 1e9 / peak, 1)
+    for name, v in rates.items():
+        rows[f"{which}_train_{name}_runs"] = [round(r, 1) for r in v]
     rows[f"{which}_train_convzoo_vs_plain_keras"] = round(med["convzoo"] / med["plain_keras"], 2)
     rows[f"{which}_train_convzoo_vs_pytorch"] = (None if med["pytorch"] is None
                                                  else round(med["convzoo"] / med["pytorch"], 2))

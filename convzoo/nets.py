@@ -110,10 +110,17 @@ def cifar10_vgg_small(input_shape, num_classes, dataset="cifar10", augment=True,
 
 
 def cifar10_vgg(input_shape, num_classes, dataset="cifar10", augment=True, **_):
-    """S4 improved: three VGG blocks (64/128/256) with batch norm, flips and shifts; release model."""
-    # 32/64/128 with dropout 0.2/0.3/0.4 under-fitted: 82.3% test after 40 epochs, train accuracy 0.81
-    return _vgg(input_shape, num_classes, augmentation(dataset, augment), True, (64, 128, 256),
-                (0.1, 0.2, 0.3), "cifar10_vgg")
+    """S4 improved: three VGG blocks (64/128/256) with batch norm and no dropout inside them, flips
+    and shifts, dropout before a linear classifier; the release CIFAR-10 design."""
+    # dropout after every block (cifar10-vgg-small) learns slowly: 82.3% after 40 epochs
+    body = []
+    for width in (64, 128, 256):
+        body += [*_conv(width, True), *_conv(width, True), layers.MaxPooling2D(2)]
+    return keras.Sequential(_start(input_shape, augmentation(dataset, augment)) + body + [
+        layers.Flatten(),
+        layers.Dropout(0.5),
+        layers.Dense(num_classes, activation="softmax"),
+    ], name="cifar10_vgg")
 
 
 def _catsdogs(input_shape, augment, dropout, name):

@@ -29,6 +29,7 @@ class Diverged(ConvzooError):
 # speed defaults, each measured by bench/levers.py (see bench/README.md)
 JIT = "auto"  # Keras: no XLA on a CPU-only machine
 PIPELINE = "gather"
+STEPS_PER_EXECUTION = 8  # fewer Python round trips per epoch: 1.09-1.15x on S3 (bench/levers.py)
 COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 
 
@@ -469,10 +470,11 @@ def set_threads(intra=None, inter=None):
         tf.config.threading.set_inter_op_parallelism_threads(inter)
 
 
-def compile_model(keras, model, optimizer, head, jit=None, steps_per_execution=1):
+def compile_model(keras, model, optimizer, head, jit=None, steps_per_execution=None):
     """compile() as every convzoo fit runs it (bench/levers.py measures the choices)."""
     model.compile(optimizer=optimizer, loss=_loss(keras, head), metrics=["accuracy"],
-                  jit_compile=JIT if jit is None else jit, steps_per_execution=steps_per_execution)
+                  jit_compile=JIT if jit is None else jit,
+                  steps_per_execution=steps_per_execution or STEPS_PER_EXECUTION)
 
 
 def _build(p, info):
