@@ -122,14 +122,20 @@ def _json_attr(f, key):
     return json.loads(raw)
 
 
-def _kind(path):
-    """'h5' or 'keras' from the file's bytes; CheckpointError for anything else."""
+def regular_file(path, what="checkpoint"):
+    """os.stat of an existing regular file (not a folder, FIFO or device); CheckpointError otherwise."""
     try:
         st = os.stat(path)
     except OSError:
-        raise CheckpointError(f"{path}: no such checkpoint file") from None
+        raise CheckpointError(f"{path}: no such {what} file") from None
     if not stat.S_ISREG(st.st_mode):
-        raise CheckpointError(f"{path}: not a regular file, not a checkpoint")
+        raise CheckpointError(f"{path}: not a regular file, not a {what}")
+    return st
+
+
+def _kind(path):
+    """'h5' or 'keras' from the file's bytes; CheckpointError for anything else."""
+    st = regular_file(path)
     if st.st_size == 0:
         raise CheckpointError(f"{path}: empty file, not a checkpoint")
     try:

@@ -6,7 +6,6 @@ checkpoint's metadata is stored as JSON in the flatbuffer's `metadata` list unde
 """
 import json
 import os
-import stat
 
 import numpy as np
 
@@ -76,12 +75,9 @@ def read_meta(content, path):
 
 
 def _read(path):
-    try:
-        st = os.stat(path)
-    except OSError:
-        raise CheckpointError(f"{path}: no such model file") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise CheckpointError(f"{path}: not a regular file, not a model")
+    from convzoo import checkpoint
+
+    checkpoint.regular_file(path, "model")
     with open(path, "rb") as f:
         return f.read()
 
