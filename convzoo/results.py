@@ -7,7 +7,7 @@ from convzoo import checkpoint, zoo
 from convzoo.errors import ConvzooError
 
 OPTION = {"optimizer": "optimizer", "learning_rate": "learning-rate", "batch_size": "batch-size",
-          "epochs": "epochs", "validation_split": "validation-split"}
+          "epochs": "epochs", "validation_split": "validation-split", "precision": "precision"}
 
 
 def command(meta, filename):
