@@ -19,12 +19,11 @@ if [ "$WHAT" = release ] || [ "$WHAT" = all ]; then
   train "$OUT/release/mnist.h5" mnist --model mnist-vgg
   train "$OUT/release/fashion_mnist.h5" fashion_mnist --model fashion-vgg
   train "$OUT/release/cifar10.h5" cifar10 --model cifar10-vgg --precision mixed_bfloat16
-  # cats vs dogs: S11's two stages on a CIFAR-10 model's conv base (no downloads)
-  train "$OUT/transfer/cifar10.h5" cifar10 --model cifar10-vgg-small
+  # cats vs dogs: S11's two stages on the CIFAR-10 model's conv base (no downloads)
   train "$OUT/transfer/catsdogs-transfer.h5" cats_vs_dogs --model catsdogs-transfer \
-    --weights "$OUT/transfer/cifar10.h5" --save-best
+    --weights "$OUT/release/cifar10.h5" --epochs 15 --save-best
   train "$OUT/release/cats_vs_dogs.h5" cats_vs_dogs --model catsdogs-transfer-finetune \
-    --weights "$OUT/transfer/catsdogs-transfer.h5" --save-best
+    --weights "$OUT/transfer/catsdogs-transfer.h5" --epochs 20 --save-best
   convzoo models --results "$OUT/release"
 fi
 if [ "$WHAT" = next ]; then  # cats vs dogs from scratch (target 85%)
