@@ -50,3 +50,19 @@ def tiny_meta(dataset="mnist"):
 
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def interrupt_after_epoch(monkeypatch, stop_epoch):
+    """Make training raise Ctrl-C right after epoch `stop_epoch` (0-based) is saved; returns the
+    real Run.end_epoch, to put back."""
+    from convzoo import train
+
+    real_end = train.Run.end_epoch
+
+    def end_then_interrupt(self, epoch, logs, seconds):
+        real_end(self, epoch, logs, seconds)
+        if epoch == stop_epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train.Run, "end_epoch", end_then_interrupt)
+    return real_end

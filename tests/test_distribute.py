@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import SAMPLE, invoke
+from conftest import SAMPLE, interrupt_after_epoch, invoke
 
 TIMEOUT = 100  # seconds per training run; each takes 10-40 s on 2 busy cores
 TRAIN = ["train", "mnist", "--epochs", "1", "--limit", "256", "--batch-size", "64", "--data-dir", str(SAMPLE)]
@@ -103,16 +103,9 @@ def test_two_workers_the_chief_writes_the_checkpoint(tmp_path):
 def test_workers_resume_from_the_chiefs_epoch(runner, tmp_path, monkeypatch):
     """A run stopped between the chief's save and a worker's: every worker continues from the
     chief's epoch. The stopped run here is a one-device run, so resuming also switches strategy."""
-    from convzoo import checkpoint, train
+    from convzoo import checkpoint
 
-    real_end = train.Run.end_epoch
-
-    def end_then_interrupt(self, epoch, logs, seconds):
-        real_end(self, epoch, logs, seconds)
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(train.Run, "end_epoch", end_then_interrupt)
+    interrupt_after_epoch(monkeypatch, 1)
     args = ["train", "mnist", "--model", "mlp", "--limit", "600", "--data-dir", SAMPLE, "--output", "r/x.h5"]
     assert invoke(runner, *args, "--epochs", "3").exit_code == 130
     # worker 1's copy of the run state, one epoch behind

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import SAMPLE, invoke
+from conftest import SAMPLE, interrupt_after_epoch, invoke
 
 
 def epochs_in(path):
@@ -18,14 +18,7 @@ def epochs_in(path):
 def test_ctrl_c_then_resume_gives_a_gapless_history(runner, tmp_path, monkeypatch):
     from convzoo import train
 
-    real_end = train.Run.end_epoch
-
-    def end_then_interrupt(self, epoch, logs, seconds):
-        real_end(self, epoch, logs, seconds)
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(train.Run, "end_epoch", end_then_interrupt)
+    real_end = interrupt_after_epoch(monkeypatch, 1)
     res = invoke(runner, "train", "mnist", "--model", "mlp", "--epochs", "4", "--limit", "600",
                  "--data-dir", SAMPLE, "--output", "m.h5")
     assert res.exit_code == 130
