@@ -26,7 +26,7 @@ if [ "$WHAT" = release ] || [ "$WHAT" = all ]; then
     --weights "$OUT/transfer/catsdogs-transfer.h5" --epochs 20 --save-best
   convzoo models --results "$OUT/release"
 fi
-if [ "$WHAT" = next ]; then  # cats vs dogs from scratch (target 85%)
+if [ "$WHAT" = next ]; then  # cats vs dogs from scratch: 84.70%, under the 85% target (models/README.md)
   train "$OUT/next/cats_vs_dogs.h5" cats_vs_dogs --model catsdogs-vgg --save-best
 fi
 if [ "$WHAT" = seeds ] || [ "$WHAT" = all ]; then
