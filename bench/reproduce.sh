@@ -36,5 +36,6 @@ if [ "$WHAT" = seeds ] || [ "$WHAT" = all ]; then
   train "$OUT/seeds/mnist-cnn.h5" mnist --model mnist-cnn                    # S3
   train "$OUT/seeds/catsdogs-cnn.h5" cats_vs_dogs --model catsdogs-cnn       # S8
   train "$OUT/seeds/catsdogs-cnn-aug.h5" cats_vs_dogs --model catsdogs-cnn-aug  # S9
+  train "$OUT/seeds/catsdogs-cnn-aug-10k.h5" cats_vs_dogs --model catsdogs-cnn-aug --epochs 159  # S9, the book's 10,000 steps
   convzoo models --results "$OUT/seeds"
 fi
