@@ -21,6 +21,10 @@ class ImageError(ConvzooError):
     """An image file that cannot be read."""
 
 
+class Diverged(ConvzooError):
+    """A NaN or infinite loss during training."""
+
+
 def unknown(kind, name, known):
     """An UnknownName error that suggests the nearest valid names."""
     import difflib

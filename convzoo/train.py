@@ -1,46 +1,33 @@
-"""Training: Keras fit for most recipes, and S1's hand-written GradientTape loop.
-
-Each completed epoch rewrites the checkpoint (atomically) and the run folder's history, so a
-killed run leaves the last good epoch behind.
+"""Training: plan() resolves and checks a run; train() builds the model and runs Keras fit for
+most recipes, S1's hand-written GradientTape loop, or distributed.fit_loop. The per-epoch state
+(history, checkpoint, state.npz, run folder) is runstate.Run's.
 """
-import csv
 import dataclasses
-import datetime
-import io
 import json
 import math
 import os
-import platform
 import sys
 import time
 
 import numpy as np
 
-from convzoo import __version__, backend, checkpoint, distributed, zoo
+from convzoo import backend, distributed, zoo
 from convzoo import data as catalog
 from convzoo.data import store
-from convzoo.errors import ConvzooError, Interrupted
-from convzoo.fileio import atomic_path, check_output, save_figure, write_text
-
-
-class Diverged(ConvzooError):
-    """A NaN or infinite loss."""
+from convzoo.errors import ConvzooError, Diverged, Interrupted
+from convzoo.fileio import check_output
+from convzoo.runstate import Run, inference_model, run_folder, state_path  # noqa: F401
 
 # speed defaults, each measured by bench/levers.py (see bench/README.md)
 JIT = "auto"  # Keras: no XLA on a CPU-only machine
 PIPELINE = "gather"
 STEPS_PER_EXECUTION = 8  # fewer Python round trips per epoch: 1.09-1.15x on S3 (bench/levers.py)
-COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 
 
 def default_output(model_name, dataset):
     spec = zoo.get_spec(model_name)
     stem = model_name if dataset == spec.datasets[0] else f"{model_name}-{dataset}"
     return os.path.join("runs", f"{stem}.h5")
-
-
-def run_folder(output):
-    return os.path.splitext(output)[0] + "_run"
 
 
 @dataclasses.dataclass
@@ -170,10 +157,6 @@ def _resume_plan(dataset, model, output, data_dir, seed, limit, save_best, overr
                 weights=cfg.get("weights"))
 
 
-def state_path(output):
-    return os.path.join(run_folder(output), "state.npz")
-
-
 def load_data(p):
     """(x_train, y_train, x_val, y_val): the first --limit images; the dataset's own validation
     split where it has one (cats vs dogs, S10), else a stratified split with seed 42 (S6)."""
@@ -210,166 +193,6 @@ def _loss(keras, head):
     if head == "sigmoid":
         return keras.losses.BinaryCrossentropy()
     return keras.losses.SparseCategoricalCrossentropy(from_logits=head == "logits")
-
-
-class Run:
-    """Per-epoch bookkeeping shared by both loops: log line, history, checkpoint, run folder."""
-
-    def __init__(self, p, model, info, spec, n_train, n_val, log):
-        self.p, self.model, self.info, self.spec = p, model, info, spec
-        self.history = {k: [] for k in COLUMNS}
-        self.n_train, self.n_val, self.log = n_train, n_val, log
-        self.optimizer = None
-        self.distribute = None  # the strategy and replica count, for the metadata
-        self.started_from = started_from(p.weights)
-        self._source = inference_model(model)
-        # mixed precision: checkpoints stay float32, in a twin that takes the weights at each save
-        self.saved_model = self._source if p.recipe.precision == "float32" else float32_twin(self._source)
-
-    @property
-    def done(self):
-        return len(self.history["epoch"])
-
-    def save_state(self):
-        """Weights, optimizer variables and history in one file, written atomically."""
-        cfg = {**dataclasses.asdict(self.p), "recipe": dataclasses.asdict(self.p.recipe)}
-        arrays = {f"w{i}": w for i, w in enumerate(self.model.get_weights())}
-        arrays.update({f"o{i}": np.asarray(v) for i, v in enumerate(self.optimizer.variables)})
-        with atomic_path(state_path(self.p.output)) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, plan=json.dumps(cfg), history=json.dumps(self.history), **arrays)
-
-    def restore_state(self):
-        """Continue after the last completed epoch of an earlier run."""
-        with np.load(state_path(self.p.output), allow_pickle=False) as f:
-            self.history = json.loads(str(f["history"]))
-            weights = [f[f"w{i}"] for i in range(len(self.model.weights))]
-            opt = [f[f"o{i}"] for i in range(len(self.optimizer.variables))]
-        self.model.set_weights(weights)
-        for var, value in zip(self.optimizer.variables, opt):
-            var.assign(value)
-        self.log(f"resuming after epoch {self.done} of {self.p.recipe.epochs}")
-
-    def meta(self):
-        h = self.history
-        best = int(np.argmax(h["val_accuracy"])) if h["val_accuracy"] else None
-        return {
-            "format": checkpoint.FORMAT, "model": self.p.model, "source": self.spec.source,
-            "params": int(self.model.count_params()),
-            "dataset": self.p.dataset, "classes": list(self.info.classes),
-            "input_shape": list(self.info.input_shape), "preprocess": self.info.preprocess,
-            "head": self.spec.head, "recipe": dataclasses.asdict(self.p.recipe),
-            "weights_init": self.p.weights, "started_from": self.started_from,
-            "seed": self.p.seed, "limit": self.p.limit, "distribute": self.distribute,
-            "train_images": self.n_train, "val_images": self.n_val,
-            "epochs_run": len(h["loss"]), "history": h,
-            "weights_from": "best epoch" if self.p.save_best else "last epoch",
-            "best": None if best is None else {"epoch": best + 1,
-                                               "val_accuracy": h["val_accuracy"][best]},
-            "train_seconds": round(sum(h["seconds"]), 1),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "versions": versions(), "command": " ".join(["convzoo", *sys.argv[1:]]),
-        }
-
-    def end_epoch(self, epoch, logs, seconds):
-        row = {"epoch": epoch + 1, "seconds": round(seconds, 2),
-               **{k: float(logs[k]) for k in COLUMNS[1:5] if k in logs}}
-        bad = [k for k in ("loss", "val_loss") if k in row and not math.isfinite(row[k])]
-        if bad or "loss" not in row:
-            raise Diverged(f"training diverged: {bad[0] if bad else 'loss'} is "
-                           f"{row.get(bad[0] if bad else 'loss', 'nan')} in epoch {epoch + 1}; "
-                           f"the last good checkpoint is kept; try a lower --learning-rate")
-        best_before = max((v for v in self.history["val_accuracy"] if v is not None), default=None)
-        for k in COLUMNS:
-            self.history[k].append(row.get(k))
-        self.log(f"epoch {epoch + 1}/{self.p.recipe.epochs} - " +
-                 " - ".join(f"{k} {row[k]:.4f}" for k in COLUMNS[1:5] if row.get(k) is not None) +
-                 f" - {seconds:.1f}s")
-        self.save_state()
-        improved = best_before is None or (row.get("val_accuracy") or 0) > best_before
-        if not self.p.save_best or improved:
-            checkpoint.save(self.to_save(), self.p.output, self.meta())
-        write_text(os.path.join(self.p.run_dir, "history.csv"), history_csv(self.history))
-
-    def to_save(self):
-        """The model a checkpoint holds: the inference model, or its float32 twin, kept in step."""
-        if self.saved_model is not self._source:
-            self.saved_model.set_weights(self._source.get_weights())
-        return self.saved_model
-
-    def finish(self):
-        from convzoo import plots
-
-        meta = self.meta()
-        if self.p.save_best:  # the weights stay the best epoch's; the history covers every epoch
-            best, _ = checkpoint.load(self.p.output)
-            checkpoint.save(best, self.p.output, meta)
-        else:
-            checkpoint.save(self.to_save(), self.p.output, meta)
-        cfg = {k: meta[k] for k in ("model", "source", "dataset", "recipe", "seed", "limit",
-                                    "train_images", "val_images", "distribute", "versions", "command")}
-        cfg["data_dir"] = self.p.data_dir
-        write_text(os.path.join(self.p.run_dir, "config.json"), json.dumps(cfg, indent=2) + "\n")
-        save_figure(plots.curves(self.history), os.path.join(self.p.run_dir, "curves.png"))
-        return meta
-
-
-def started_from(weights):
-    """What a run that starts from a convzoo checkpoint (--weights) needs to be reproduced: that
-    checkpoint's file name, model, epochs, time and its own origin (None otherwise)."""
-    if weights in (None, "imagenet", "none"):
-        return None
-    try:
-        meta = checkpoint.read_meta(weights)
-    except ConvzooError:
-        return None  # a plain Keras weights file (VGG16)
-    keep = ("model", "dataset", "seed", "limit", "recipe", "weights_from", "epochs_run", "train_seconds",
-            "started_from")
-    return {"file": os.path.basename(weights), **{k: meta.get(k) for k in keep}}
-
-
-def float32_twin(model):
-    """A float32 copy of a mixed-precision Sequential (same layers and names, own weights)."""
-    keras = backend.load()
-    cfg = model.get_config()
-    for layer in cfg["layers"]:
-        if "dtype" in layer["config"]:
-            layer["config"]["dtype"] = "float32"
-    return keras.Sequential.from_config(cfg)
-
-
-def inference_model(model):
-    """The model without its augmentation layers (identity outside training), sharing its weights.
-
-    Checkpoints hold this one: predict runs no random layers, and Keras 3.15 cannot reload a
-    saved RandomShear (its stored factors fail its own range check).
-    """
-    keep = [layer for layer in model.layers if not type(layer).__name__.startswith("Random")]
-    if len(keep) == len(model.layers):
-        return model
-    keras = backend.load()
-    return keras.Sequential([keras.Input(shape=model.input_shape[1:]), *keep], name=model.name)
-
-
-def history_csv(history):
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(COLUMNS)
-    for i in range(len(history["epoch"])):
-        w.writerow(["" if history[k][i] is None else history[k][i] for k in COLUMNS])
-    return out.getvalue()
-
-
-def versions():
-    import importlib.metadata as md
-
-    out = {"convzoo": __version__, "python": platform.python_version()}
-    for pkg in ("keras", "tensorflow"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
 
 
 def train(p, log=lambda msg: print(msg, file=sys.stderr)):
