@@ -8,12 +8,11 @@ import sys
 
 import click
 
-from convzoo import __version__, zoo
+from convzoo import __version__, bundled, zoo
 from convzoo import data as catalog
 from convzoo.errors import ConvzooError
 
-MODELS_DIR = os.environ.get("CONVZOO_MODELS") or os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models")
+MODELS_DIR = bundled.models_dir()
 
 
 class Group(click.Group):
@@ -259,13 +258,8 @@ def train(dataset, model_name, optimizer, learning_rate, epochs, batch_size, val
 
 # ---------------------------------------------------------------- evaluate / predict
 def resolve_checkpoint(name):
-    """A checkpoint path, or a dataset name meaning the bundled models/<dataset>.h5."""
-    if name in catalog.DATASETS and not os.path.exists(name):
-        path = os.path.join(MODELS_DIR, f"{name}.h5")
-        if not os.path.isfile(path):
-            raise ConvzooError(f"no bundled model for {name} ({path} is missing)")
-        return path
-    return name
+    """A checkpoint path, or a bundled model's name (mnist, cifar10, ...) meaning models/<name>.h5."""
+    return bundled.resolve(name)
 
 
 @cli.command()
@@ -325,8 +319,9 @@ def export(checkpoint, fmt, output, overwrite, data_dir, limit):
 @cli.command()
 @click.argument("images", nargs=-1, required=True)
 @click.option("--model", "model_path",
-              help="Checkpoint file, a .tflite from `convzoo export` (runs without TensorFlow), or a "
-                   "dataset name (mnist, fashion_mnist, ...) for a bundled model.")
+              help="A bundled model's name (mnist, fashion_mnist, cifar10, cats_vs_dogs), a checkpoint "
+                   "file, or a .tflite from `convzoo export` [default: $CONVZOO_MODEL, else "
+                   f"{bundled.DEFAULT}].")
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 def predict(images, model_path, top_k, as_json):
@@ -334,8 +329,9 @@ def predict(images, model_path, top_k, as_json):
     from convzoo import predict as pr
 
     if not model_path:
-        raise ConvzooError("choose a model with --model CHECKPOINT, or a dataset name for a bundled "
-                           f"model: {', '.join(catalog.DATASETS)}")
+        model_path, why = bundled.default()
+        err(f"using model {model_path} ({why}); choose another with --model NAME or CHECKPOINT "
+            f"(bundled: {', '.join(bundled.names()) or 'none found'}) or set ${bundled.ENV_MODEL}")
     results = pr.predict(list(images), resolve_checkpoint(model_path), top_k)
     if as_json:
         click.echo(json.dumps(results))

@@ -63,7 +63,7 @@ def test_data_show_balance_and_grid(runner, sample_data, tmp_path):
     (["train", "mnist", "--output", "m.txt"], "must end in .h5 or .keras"),
     (["train", "mnist", "--epochs", "2"], "mnist not found: put train-images-idx3-ubyte.gz"),
     (["evaluate", "nothere.h5"], "nothere.h5: no such checkpoint file"),
-    (["predict", "x.png"], "choose a model with --model"),
+    (["predict", "x.png", "--model", "mnsit"], "unknown bundled model 'mnsit'; did you mean mnist"),
     (["data", "show", "cifar100"], "unknown dataset 'cifar100'"),
 ])
 def test_user_errors_are_one_line(runner, args, message, monkeypatch):
