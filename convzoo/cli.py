@@ -220,7 +220,15 @@ def data_import(name, source, data_dir, overwrite, n_train, n_val, n_test, seed)
 @click.option("--resume", is_flag=True,
               help="Continue an interrupted run with the same --output from its last completed epoch.")
 @click.option("--save-best", is_flag=True,
-              help="Keep the weights of the epoch with the best validation accuracy, not the last.")
+              help="Keep the weights of the epoch with the best validation accuracy (or --monitor), "
+                   "not the last.")
+@click.option("--early-stop", type=click.IntRange(min=1), metavar="N",
+              help="Stop when --monitor has not improved for N epochs, and keep the best epoch's weights "
+                   "(also when the run reaches its last epoch first). A cosine schedule still decays over "
+                   "the full --epochs.")
+@click.option("--monitor", type=click.Choice(["val_loss", "val_accuracy"]),
+              help="What --early-stop and --save-best follow [default: val_loss with --early-stop, "
+                   "else val_accuracy].")
 @click.option("--strict", is_flag=True,
               help="Fail on an unreadable image in an image folder instead of skipping it.")
 @click.option("--distribute", type=click.Choice(["mirrored", "multiworker"]),
@@ -230,8 +238,8 @@ def data_import(name, source, data_dir, overwrite, n_train, n_val, n_test, seed)
               help="--distribute mirrored: how many GPUs, or logical CPUs on a machine without one "
                    "[default: every GPU, else 2].")
 def train(dataset, model_name, optimizer, learning_rate, epochs, batch_size, validation_split,
-          limit, precision, augment, weights, seed, data_dir, output, overwrite, resume, save_best, strict,
-          distribute, devices):
+          limit, precision, augment, weights, seed, data_dir, output, overwrite, resume, save_best,
+          early_stop, monitor, strict, distribute, devices):
     """Train a zoo model on DATASET and save a checkpoint with its run folder.
 
     The checkpoint is rewritten after every completed epoch, so an interrupted run keeps its
@@ -243,7 +251,7 @@ def train(dataset, model_name, optimizer, learning_rate, epochs, batch_size, val
         raise click.UsageError("--resume and --overwrite exclude each other")
     p = training.plan(dataset, model_name, output=output, data_dir=data_dir, seed=seed, limit=limit,
                       overwrite=overwrite, resume=resume, save_best=save_best, weights=weights, strict=strict,
-                      distribute=distribute, devices=devices,
+                      distribute=distribute, devices=devices, early_stop=early_stop, monitor=monitor,
                       augment=augment, optimizer=optimizer, learning_rate=learning_rate,
                       epochs=epochs, batch_size=batch_size, validation_split=validation_split,
                       precision=precision)
@@ -252,8 +260,12 @@ def train(dataset, model_name, optimizer, learning_rate, epochs, batch_size, val
         click.echo("worker done; the chief wrote the checkpoint and run folder")
         return
     best = meta["best"]
+    stop = (f"; stopped early at epoch {meta['stopped_early']} of {meta['recipe']['epochs']}"
+            if meta.get("stopped_early") else "")
+    kept = (f"; weights from epoch {meta['weights_epoch']} (best {meta['monitor']})"
+            if meta.get("weights_from") == "best epoch" else "")
     click.echo(f"saved {p.output} and {p.run_dir}{os.sep} (config.json, history.csv, curves.png); "
-               f"best val_accuracy {best['val_accuracy']:.4f} at epoch {best['epoch']}")
+               f"best val_accuracy {best['val_accuracy']:.4f} at epoch {best['epoch']}{stop}{kept}")
 
 
 # ---------------------------------------------------------------- evaluate / predict

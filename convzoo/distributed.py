@@ -196,12 +196,14 @@ def fit_loop(strat, model, optimizer, loss_fn, head, run, train_ds, val_ds):
         return total[0] / max(total[2], 1), total[1] / max(total[2], 1)
 
     try:
-        for epoch in range(run.done, run.p.recipe.epochs):
+        for epoch in run.epochs_left():
             t0 = time.time()
             loss, acc = over(train_ds, train_batch)
             val_loss, val_acc = over(val_ds, val_batch)
             run.end_epoch(epoch, {"loss": loss, "accuracy": acc, "val_loss": val_loss,
                                   "val_accuracy": val_acc}, time.time() - t0)
+            if run.stopped_early:  # every worker sees the same reduced metrics, so all stop here
+                break
     except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
             tf.errors.CancelledError) as e:  # a worker stopped or cannot be reached
         raise ConvzooError(f"multi-worker training stopped after epoch {run.done}: another worker "

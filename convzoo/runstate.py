@@ -47,6 +47,25 @@ class Run:
     def done(self):
         return len(self.history["epoch"])
 
+    @property
+    def keeps_best(self):
+        """The checkpoint holds the best epoch's weights (--save-best, --early-stop), not the last's."""
+        return bool(self.p.save_best or self.p.early_stop)
+
+    @property
+    def best_epoch(self):
+        """The epoch (1-based) with the best monitored value so far; ties go to the earlier one."""
+        return best_epoch(self.history, self.p.monitor)
+
+    @property
+    def stopped_early(self):
+        """The epoch at which --early-stop ended the run, or None."""
+        return stopped_early(self.history, self.p.early_stop, self.p.monitor)
+
+    def epochs_left(self):
+        """The 0-based epochs still to run; none once --early-stop has ended the run."""
+        return range(self.done, self.done if self.stopped_early else self.p.recipe.epochs)
+
     def save_state(self):
         """Weights, optimizer variables and history in one file, written atomically."""
         cfg = {**dataclasses.asdict(self.p), "recipe": dataclasses.asdict(self.p.recipe)}
@@ -70,6 +89,7 @@ class Run:
     def meta(self):
         h = self.history
         best = int(np.argmax(h["val_accuracy"])) if h["val_accuracy"] else None
+        kept = self.best_epoch if self.keeps_best else self.done
         return {
             "format": checkpoint.FORMAT, "model": self.p.model, "source": self.spec.source,
             "params": int(self.model.count_params()),
@@ -80,7 +100,9 @@ class Run:
             "seed": self.p.seed, "limit": self.p.limit, "distribute": self.distribute,
             "train_images": self.n_train, "val_images": self.n_val,
             "epochs_run": len(h["loss"]), "history": h,
-            "weights_from": "best epoch" if self.p.save_best else "last epoch",
+            "weights_from": "best epoch" if self.keeps_best else "last epoch",
+            "weights_epoch": kept, "monitor": self.p.monitor if self.keeps_best else None,
+            "early_stop": self.p.early_stop, "stopped_early": self.stopped_early,
             "best": None if best is None else {"epoch": best + 1,
                                                "val_accuracy": h["val_accuracy"][best]},
             "train_seconds": round(sum(h["seconds"]), 1),
@@ -96,17 +118,18 @@ class Run:
             raise Diverged(f"training diverged: {bad[0] if bad else 'loss'} is "
                            f"{row.get(bad[0] if bad else 'loss', 'nan')} in epoch {epoch + 1}; "
                            f"the last good checkpoint is kept; try a lower --learning-rate")
-        best_before = max((v for v in self.history["val_accuracy"] if v is not None), default=None)
         for k in COLUMNS:
             self.history[k].append(row.get(k))
         self.log(f"epoch {epoch + 1}/{self.p.recipe.epochs} - " +
                  " - ".join(f"{k} {row[k]:.4f}" for k in COLUMNS[1:5] if row.get(k) is not None) +
                  f" - {seconds:.1f}s")
         self.save_state()
-        improved = best_before is None or (row.get("val_accuracy") or 0) > best_before
-        if not self.p.save_best or improved:
+        if not self.keeps_best or self.best_epoch == self.done:
             checkpoint.save(self.to_save(), self.p.output, self.meta())
         write_text(os.path.join(self.p.run_dir, "history.csv"), history_csv(self.history))
+        if self.stopped_early:
+            self.log(f"early stop: {self.p.monitor} has not improved for {self.p.early_stop} epochs; "
+                     f"keeping epoch {self.best_epoch}'s weights")
 
     def to_save(self):
         """The model a checkpoint holds: the inference model, or its float32 twin, kept in step."""
@@ -118,7 +141,7 @@ class Run:
         from convzoo import plots
 
         meta = self.meta()
-        if self.p.save_best:  # the weights stay the best epoch's; the history covers every epoch
+        if self.keeps_best:  # the weights stay the best epoch's; the history covers every epoch
             best, _ = checkpoint.load(self.p.output)
             checkpoint.save(best, self.p.output, meta)
         else:
@@ -129,6 +152,19 @@ class Run:
         write_text(os.path.join(self.p.run_dir, "config.json"), json.dumps(cfg, indent=2) + "\n")
         save_figure(plots.curves(self.history), os.path.join(self.p.run_dir, "curves.png"))
         return meta
+
+
+def best_epoch(history, monitor):
+    values = history.get(monitor) or []
+    scored = [(v if monitor == "val_loss" else -v, i) for i, v in enumerate(values) if v is not None]
+    return min(scored)[1] + 1 if scored else None
+
+
+def stopped_early(history, patience, monitor):
+    """The last epoch if `monitor` had not improved for `patience` epochs by then, else None."""
+    best = best_epoch(history, monitor)
+    done = len(history["epoch"])
+    return done if patience and best and done - best >= patience else None
 
 
 def started_from(weights):

@@ -22,6 +22,7 @@ from convzoo.runstate import Run, inference_model, run_folder, state_path  # noq
 JIT = "auto"  # Keras: no XLA on a CPU-only machine
 PIPELINE = "gather"
 STEPS_PER_EXECUTION = 8  # fewer Python round trips per epoch: 1.09-1.15x on S3 (bench/levers.py)
+MONITORS = ("val_loss", "val_accuracy")
 
 
 def default_output(model_name, dataset):
@@ -44,6 +45,8 @@ class Plan:
     overwrite: bool = False
     resume: bool = False
     save_best: bool = False
+    early_stop: int | None = None  # stop after this many epochs without improvement of `monitor`
+    monitor: str = "val_accuracy"  # what --save-best and --early-stop follow ("val_loss" or this)
     weights: str | None = None  # VGG16 entries: "imagenet", "none" or a weights file
     strict: bool = False  # fail on an unreadable image instead of skipping it
     distribute: str | None = None  # "mirrored" or "multiworker" (tf.distribute); None: one device
@@ -57,16 +60,21 @@ class Plan:
 
 def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None, overwrite=False,
          resume=False, save_best=False, weights=None, strict=False, distribute=None, devices=None,
-         **overrides):
+         early_stop=None, monitor=None, **overrides):
     """Resolve names and options; refuse bad values and an existing output before training."""
     catalog.get(dataset)
+    if monitor is not None and monitor not in MONITORS:
+        raise ConvzooError(f"--monitor {monitor}: choose {' or '.join(MONITORS)}")
+    if monitor and not (early_stop or save_best or resume):
+        raise ConvzooError("--monitor chooses what --early-stop and --save-best follow; pass one of them")
     task = distributed.check(distribute, devices)  # a bad TF_CONFIG fails before anything is written
     scratch = task is not None and not task.chief
     if resume:
         if scratch:  # each worker resumes from its own copy of the run state
             output = distributed.scratch_path(
                 output or default_output(model or zoo.DEFAULT_MODEL.get(dataset, ""), dataset), task)
-        p = _resume_plan(dataset, model, output, data_dir, seed, limit, save_best, overrides)
+        p = _resume_plan(dataset, model, output, data_dir, seed, limit,
+                         dict(save_best=save_best or None, early_stop=early_stop, monitor=monitor), overrides)
         p.strict, p.distribute, p.devices, p.scratch = strict, distribute, devices, scratch
         _check_distribute(p.model, p.recipe, distribute)
         return p
@@ -97,7 +105,8 @@ def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None,
         raise ConvzooError(f"run folder {run_folder(output)} already exists; pass --overwrite to replace it")
     return Plan(dataset=dataset, model=model, recipe=recipe, output=output,
                 data_dir=store.data_dir(data_dir), seed=seed, limit=limit, overwrite=overwrite,
-                save_best=save_best, weights=weights, strict=strict, distribute=distribute,
+                save_best=save_best, early_stop=early_stop,
+                monitor=monitor or ("val_loss" if early_stop else "val_accuracy"), weights=weights, strict=strict, distribute=distribute,
                 devices=devices, scratch=scratch)
 
 
@@ -134,7 +143,7 @@ def _check_weights(model, weights):
     return weights
 
 
-def _resume_plan(dataset, model, output, data_dir, seed, limit, save_best, overrides):
+def _resume_plan(dataset, model, output, data_dir, seed, limit, run_options, overrides):
     """The stored run's plan; options that would change the run are refused."""
     output = os.path.abspath(output or default_output(model or zoo.DEFAULT_MODEL.get(dataset, ""), dataset))
     state = state_path(output)
@@ -142,10 +151,12 @@ def _resume_plan(dataset, model, output, data_dir, seed, limit, save_best, overr
         raise ConvzooError(f"nothing to resume: {state} not found (train without --resume first)")
     with np.load(state, allow_pickle=False) as f:
         cfg = json.loads(str(f["plan"]))
-    given = {"dataset": dataset, "model": model, "seed": seed, "limit": limit, "save_best": save_best or None}
+    cfg.setdefault("monitor", "val_accuracy")  # run states written before --early-stop
+    given = {"dataset": dataset, "model": model, "seed": seed, "limit": limit, **run_options}
     for key, value in given.items():
         if value is not None and value != cfg.get(key):
-            raise ConvzooError(f"--resume continues the stored run, which has {key} {cfg[key]}, not {value}")
+            raise ConvzooError(f"--resume continues the stored run, which has {key.replace('_', '-')} "
+                               f"{cfg.get(key)}, not {value}")
     recipe = zoo.Recipe(**cfg["recipe"])
     for key, value in overrides.items():
         if value is not None and value != getattr(recipe, key):
@@ -154,7 +165,7 @@ def _resume_plan(dataset, model, output, data_dir, seed, limit, save_best, overr
     return Plan(dataset=cfg["dataset"], model=cfg["model"], recipe=recipe, output=output,
                 data_dir=store.data_dir(data_dir or cfg["data_dir"]), seed=cfg["seed"],
                 limit=cfg["limit"], resume=True, save_best=cfg.get("save_best", False),
-                weights=cfg.get("weights"))
+                early_stop=cfg.get("early_stop"), monitor=cfg["monitor"], weights=cfg.get("weights"))
 
 
 def load_data(p):
@@ -238,6 +249,11 @@ def _train(p, log, keras, strategy):
     run.optimizer.build(model.trainable_variables)
     if p.resume:
         run.restore_state()
+        if run.stopped_early:
+            log(f"this run already stopped early at epoch {run.stopped_early} ({p.monitor} had not "
+                f"improved for {p.early_stop} epochs); {p.output} holds epoch {run.best_epoch}'s weights; "
+                f"to train on from them: convzoo train {p.dataset} --model {p.model} --weights {p.output} "
+                f"--output {next_free(p.output)}")
     try:
         if strategy is not None:  # Keras 3.15's fit fails under tf.distribute: see fit_loop
             bs = p.recipe.batch_size
@@ -245,7 +261,7 @@ def _train(p, log, keras, strategy):
                                  pipeline(x_tr, y_tr, bs, shuffle_seed=p.seed), pipeline(x_va, y_va, bs))
         elif p.recipe.loop == "tape":
             tape_loop(model, run.optimizer, _loss(keras, spec.head), run, x_tr, y_tr, x_va, y_va)
-        else:
+        elif run.epochs_left():
             compile_model(keras, model, run.optimizer, spec.head)
             bs = p.recipe.batch_size
             model.fit(pipeline(x_tr, y_tr, bs, shuffle_seed=p.seed), epochs=p.recipe.epochs,
@@ -255,7 +271,7 @@ def _train(p, log, keras, strategy):
     except KeyboardInterrupt:
         where = f"{p.output} holds epoch {run.done}" if run.done else "no epoch was completed"
         raise Interrupted(f"interrupted; {where}; continue with the same command and --resume") from None
-    if run.done < p.recipe.epochs:  # TerminateOnNaN stopped fit before an epoch ended
+    if run.epochs_left():  # TerminateOnNaN stopped fit before an epoch ended
         raise Diverged(f"training diverged (NaN loss) in epoch {run.done + 1}; the last good checkpoint "
                        f"is kept; try a lower --learning-rate")
     return run.finish()
@@ -281,6 +297,15 @@ def pipeline(x, y, batch_size, shuffle_seed=None, kind=None):
     ds = ds.batch(batch_size).map(lambda i: (tf.gather(xs, i), tf.gather(ys, i)),
                                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def next_free(output):
+    """The first of x-2.h5, x-3.h5, ... beside `output` with neither a file nor a run folder."""
+    stem, ext = os.path.splitext(output)
+    n = 2
+    while os.path.lexists(f"{stem}-{n}{ext}") or os.path.lexists(run_folder(f"{stem}-{n}{ext}")):
+        n += 1
+    return f"{stem}-{n}{ext}"
 
 
 def set_threads(intra=None, inter=None):
@@ -341,6 +366,8 @@ def _EpochEnd(keras, run):
 
         def on_epoch_end(self, epoch, logs=None):
             run.end_epoch(epoch, logs or {}, time.time() - self.t0)
+            if run.stopped_early:
+                self.model.stop_training = True
 
     return EpochEnd()
 
@@ -377,7 +404,7 @@ def tape_loop(model, optimizer, loss_fn, run, x_tr, y_tr, x_va, y_va):
         return total_loss / n, total_correct / n
 
     bs = run.p.recipe.batch_size
-    for epoch in range(run.done, run.p.recipe.epochs):
+    for epoch in run.epochs_left():
         t0 = time.time()
         order = np.random.default_rng([run.p.seed, epoch]).permutation(len(y_tr))
         # the loss is averaged over the epoch (the notes appended it inside the batch loop)
@@ -387,3 +414,5 @@ def tape_loop(model, optimizer, loss_fn, run, x_tr, y_tr, x_va, y_va):
                                        for i in range(0, len(y_va), 1024)), score)
         run.end_epoch(epoch, {"loss": loss, "accuracy": acc, "val_loss": val_loss,
                               "val_accuracy": val_acc}, time.time() - t0)
+        if run.stopped_early:
+            break

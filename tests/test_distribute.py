@@ -125,6 +125,22 @@ def test_workers_resume_from_the_chiefs_epoch(runner, tmp_path, monkeypatch):
     assert not (tmp_path / "r" / "workertemp_1").exists()
 
 
+def test_early_stop_under_mirrored(runner, tmp_path):
+    """A warm start with a learning rate too small to change a weight: validation loss cannot
+    improve after the first epoch, so --early-stop 1 stops at epoch 2 under --distribute too."""
+    from convzoo import checkpoint
+
+    args = ["train", "mnist", "--model", "mlp", "--limit", "256", "--data-dir", SAMPLE]
+    assert invoke(runner, *args, "--epochs", "2", "--output", "a.h5").exit_code == 0
+    res = subprocess.run(convzoo(*args, "--epochs", "5", "--weights", "a.h5", "--learning-rate", "1e-30",
+                                 "--early-stop", "1", "--distribute", "mirrored", "--output", "b.h5"),
+                         capture_output=True, text=True, timeout=TIMEOUT, env=env())
+    assert res.returncode == 0, res.stderr
+    meta = checkpoint.read_meta(tmp_path / "b.h5")
+    assert meta["stopped_early"] == 2 and meta["weights_epoch"] == 1 and meta["epochs_run"] == 2
+    assert "stopped early at epoch 2 of 5; weights from epoch 1 (best val_loss)" in res.stdout
+
+
 def tf_config(cluster, kind="worker", index=0):
     return json.dumps({"cluster": cluster, "task": {"type": kind, "index": index}})
 
