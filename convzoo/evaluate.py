@@ -69,16 +69,18 @@ def evaluate(path, data_dir=None, limit=None, report_dir=None, dataset=None):
     result = score(probs, np.asarray(y, int), meta["classes"])
     result["dataset"], result["checkpoint"] = info.name, os.fspath(path)
     if report_dir:
-        write_report(report_dir, result, x, y, probs, meta["classes"])
+        write_report(report_dir, result, x, y, probs, meta["classes"], meta.get("model"))
     return result
 
 
-def write_report(report_dir, result, x, y, probs, classes, max_images=40):
+def write_report(report_dir, result, x, y, probs, classes, model=None, max_images=40):
     from convzoo import plots
     from convzoo.fileio import save_figure, write_text
     import json
 
-    save_figure(plots.confusion_matrix(np.array(result["confusion_matrix"]), classes),
+    title = (f"{model or 'model'} on {result['dataset']} test set: n={result['n']:,}, "
+             f"accuracy {100 * result['accuracy']:.2f}%")
+    save_figure(plots.confusion_matrix(np.array(result["confusion_matrix"]), classes, title),
                 os.path.join(report_dir, "confusion_matrix.png"))
     pred = probs.argmax(axis=1)
     wrong = np.flatnonzero(pred != y)[:max_images]

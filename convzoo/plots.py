@@ -1,25 +1,56 @@
-"""Matplotlib figures (Agg backend) from plain arrays: curves, image grids, confusion matrices."""
+"""Matplotlib figures (Agg backend) from plain arrays: curves, image grids, confusion matrices.
+
+Text that comes from files (class names, model names) is drawn as plain text: no mathtext, no TeX,
+so a `$` in a folder name cannot break or restyle a figure.
+"""
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from convzoo.results import best_epoch  # noqa: E402
+
+PLAIN = {"parse_math": False, "usetex": False}
 
 
-def curves(history):
-    """Loss and accuracy per epoch, train vs validation, side by side (as the notes plot them)."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    epochs = np.arange(1, len(history["loss"]) + 1)
+def curves(history, model=None, dataset=None):
+    """Loss and accuracy per epoch, train vs validation, side by side (as the notes plot them), with
+    the best validation epoch marked and named in the title."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.3))
+    n = len(history["loss"])
+    epochs = np.arange(1, n + 1)
+    best = best_epoch(history)
+    dots = "o-" if n <= 30 else "-"  # markers on every epoch of a long run blur the line
     for ax, metric in zip(axes, ("loss", "accuracy")):
-        ax.plot(epochs, history[metric], "o-", label=f"train {metric}")
-        if history.get(f"val_{metric}"):
-            ax.plot(epochs, history[f"val_{metric}"], "s-", label=f"validation {metric}")
+        ax.plot(epochs, _floats(history[metric]), dots, label=f"train {metric}")
+        if any(v is not None for v in history.get(f"val_{metric}") or []):
+            val = _floats(history[f"val_{metric}"])
+            ax.plot(epochs, val, dots.replace("o", "s"), label=f"validation {metric}")
+            if best:
+                ax.axvline(best[0], color="gray", linestyle=":", linewidth=1)
+                ax.plot([best[0]], [val[best[0] - 1]], marker="*", markersize=16, color="crimson",
+                        linestyle="none", label=f"best epoch ({best[0]})", zorder=5)
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
+        if n <= 20:
+            ax.set_xticks(epochs)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(0.5, n + 0.5)
         ax.legend()
         ax.grid(alpha=0.3)
+    head = " on ".join(str(s) for s in (model, dataset) if s) or "training"
+    tail = (f"best validation accuracy {best[1]:.4f} at epoch {best[0]} of {n}" if best
+            else f"{n} epoch{'s' if n != 1 else ''}, no validation")
+    fig.suptitle(f"{head}: {tail}", **PLAIN)
     fig.tight_layout()
     return fig
+
+
+def _floats(values):
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
 
 
 def image_grid(images, titles, columns=8, title=None):
@@ -35,27 +66,45 @@ def image_grid(images, titles, columns=8, title=None):
         if img.ndim == 3 and img.shape[-1] == 1:
             img = img[..., 0]
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
-        ax.set_title(caption, fontsize=8)
+        ax.set_title(caption, fontsize=8, **PLAIN)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, **PLAIN)
     fig.tight_layout()
     return fig
 
 
-def confusion_matrix(cm, class_names):
-    """Rows = true class, columns = predicted class (S5)."""
+def _label(name, width=16):
+    return name if len(name) <= width else name[:width - 1] + "…"
+
+
+def confusion_matrix(cm, class_names, title=None):
+    """Counts and the row-normalised matrix (each true class's share of predictions) side by side;
+    rows = true class, columns = predicted class (S5). Cells stay about half an inch square, so
+    2 and 10 classes read alike."""
     cm = np.asarray(cm)
     k = len(class_names)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * k, 0.8 + 0.6 * k))
-    ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(k), class_names, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(k), class_names, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    top = cm.max() if cm.size else 0
-    for i in range(k):
-        for j in range(k):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
-                    color="white" if cm[i, j] > top / 2 else "black")
+    rows = cm.sum(axis=1, keepdims=True)
+    share = np.divide(cm, rows, out=np.zeros(cm.shape, float), where=rows > 0)
+    side = 1.4 + 0.55 * max(k, 3)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * side + 1.2, side + 1.0))
+    labels = [_label(str(c)) for c in class_names]
+    font = 9 if k <= 6 else 8
+    for ax, values, caption in ((axes[0], cm, "counts"), (axes[1], share, "% of each true class (recall on the diagonal)")):
+        ax.imshow(values, cmap="Blues", vmin=0, vmax=1 if values is share else max(values.max(), 1))
+        ax.set_xticks(range(k), labels, rotation=45 if k > 2 else 0, ha="right" if k > 2 else "center",
+                      fontsize=font, **PLAIN)
+        ax.set_yticks(range(k), labels, fontsize=font, **PLAIN)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(caption, fontsize=10)
+        top = values.max() if values.size else 0
+        for i in range(k):
+            for j in range(k):
+                text = f"{100 * values[i, j]:.1f}" if values is share else f"{values[i, j]:,}"
+                ax.text(j, i, text, ha="center", va="center", fontsize=font,
+                        color="white" if values[i, j] > top / 2 else "black")
+    if title:
+        fig.suptitle(title, **PLAIN)
     fig.tight_layout()
     return fig
+

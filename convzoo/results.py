@@ -10,6 +10,16 @@ OPTION = {"optimizer": "optimizer", "learning_rate": "learning-rate", "batch_siz
           "epochs": "epochs", "validation_split": "validation-split", "precision": "precision"}
 
 
+def best_epoch(history):
+    """(epoch, val_accuracy) of the best validation epoch (1-based; the first of equals), or None."""
+    vals = (history or {}).get("val_accuracy") or []
+    scored = [(v, -i) for i, v in enumerate(vals) if isinstance(v, (int, float))]
+    if not scored:
+        return None
+    v, i = max(scored)
+    return 1 - i, float(v)
+
+
 def command(meta, filename):
     """The `convzoo train` command that reproduces a checkpoint, seeded, with the options that
     differ from its zoo recipe; a run started from another checkpoint is preceded by that one's."""

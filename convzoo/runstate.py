@@ -150,7 +150,7 @@ class Run:
                                     "train_images", "val_images", "distribute", "versions", "command")}
         cfg["data_dir"] = self.p.data_dir
         write_text(os.path.join(self.p.run_dir, "config.json"), json.dumps(cfg, indent=2) + "\n")
-        save_figure(plots.curves(self.history), os.path.join(self.p.run_dir, "curves.png"))
+        save_figure(plots.curves(self.history, self.p.model, self.p.dataset), os.path.join(self.p.run_dir, "curves.png"))
         return meta
 
 
