@@ -307,6 +307,36 @@ def evaluate(checkpoint, data_dir, limit, as_json, report_dir, dataset, record):
 
 
 @cli.command()
+@click.argument("checkpoints", nargs=-1, required=True, metavar="CHECKPOINT...")
+@click.option("--output", type=click.Path(dir_okay=False),
+              help="Write the overlaid validation curves to this PNG [default: no picture].")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --output file.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per checkpoint.")
+def compare(checkpoints, output, overwrite, as_json):
+    """Compare runs: epochs, best validation accuracy, test accuracy, time, parameters.
+
+    CHECKPOINT is a .h5/.keras file, a folder (every checkpoint in it), or a dataset name for a
+    bundled model. Reads the stored metadata only: no TensorFlow, nothing re-evaluated.
+    """
+    from convzoo import compare as cmp
+    from convzoo.fileio import check_output
+
+    if output:
+        output = check_output(output, overwrite)
+    rows = cmp.collect([resolve_checkpoint(c) for c in checkpoints])
+    if output:
+        from convzoo.fileio import save_figure
+
+        save_figure(cmp.figure(rows), output)
+    if as_json:
+        click.echo(json.dumps(rows))
+    else:
+        click.echo(cmp.table(rows))
+    if output:
+        err(f"wrote {output}")
+
+
+@cli.command()
 @click.argument("checkpoint")
 @click.option("--format", "fmt", required=True, metavar="savedmodel|tflite|onnx",
               help="SavedModel folder (TF Serving), LiteRT .tflite, or ONNX.")

@@ -108,3 +108,41 @@ def confusion_matrix(cm, class_names, title=None):
     fig.tight_layout()
     return fig
 
+
+def compare(runs):
+    """Validation accuracy and loss of several runs overlaid, one colour each, the best epochs
+    starred; `runs` holds (label, row) pairs as convzoo.compare makes them."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4 + 0.22 * ((len(runs) + 1) // 2)), layout="constrained")
+    longest = 1
+    for label, r in runs:
+        colour = None
+        for ax, metric in zip(axes, ("val_accuracy", "val_loss")):
+            values = _floats(r.get(metric) or [])
+            if not np.isfinite(values).any():
+                continue
+            longest = max(longest, len(values))
+            line, = ax.plot(np.arange(1, len(values) + 1), values, "o-" if len(values) <= 30 else "-",
+                            markersize=4, color=colour, label=f"{label} ({r.get('model')})")
+            colour = line.get_color()
+            if metric == "val_accuracy" and r.get("best_epoch"):
+                ax.plot([r["best_epoch"]], [values[r["best_epoch"] - 1]], marker="*", markersize=14,
+                        color=colour, markeredgecolor="black", linestyle="none", zorder=5)
+    for ax, name in zip(axes, ("validation accuracy", "validation loss")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        if longest <= 20:
+            ax.set_xticks(range(1, longest + 1))
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    handles = {line.get_label(): line for ax in axes for line in ax.get_lines()
+               if not line.get_label().startswith("_")}
+    if handles:  # one legend under both panels: it covers no curve, however many runs
+        legend = fig.legend(list(handles.values()), list(handles), loc="outside lower center",
+                            ncol=2 if len(handles) > 1 else 1, fontsize=8)
+        for text in legend.get_texts():
+            text.set(**PLAIN)
+    datasets = ", ".join(sorted({str(r.get("dataset")) for _, r in runs}))
+    fig.suptitle(f"{len(runs)} run{'s' if len(runs) != 1 else ''} on {datasets}: validation curves "
+                 "(star: best epoch)", **PLAIN)
+    return fig

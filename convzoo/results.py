@@ -58,11 +58,13 @@ def collect(folder):
         recipe = meta.get("recipe", {})
         test = meta.get("test") or {}
         epochs, seconds = _chain(meta)
+        best = best_epoch(meta.get("history"))
         rows.append({
             "file": os.path.basename(path), "dataset": meta["dataset"], "model": meta["model"],
             "source": meta.get("source", ""), "params": meta.get("params") or (spec.params if spec else None),
             "size_mb": round(os.path.getsize(path) / 2**20, 2),
             "test_accuracy": test.get("accuracy"), "test_n": test.get("n"),
+            "best_val_accuracy": best and best[1], "best_epoch": best and best[0],
             "epochs": epochs, "train_minutes": round(seconds / 60, 1),
             "batch_size": recipe.get("batch_size"), "command": command(meta, os.path.basename(path)),
             "seed_figure": spec.reported if spec else "",
@@ -76,8 +78,13 @@ def markdown(rows):
     lines = ["| file | dataset | model (row) | parameters | size | test accuracy | epochs | training time "
              "| reproduce | seed figure |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        acc = (f"{100 * r['test_accuracy']:.2f}% (n={r['test_n']:,})" if r["test_accuracy"] is not None
-               else "not evaluated (run `convzoo evaluate FILE --record`)")
+        if r["test_accuracy"] is not None:
+            acc = f"{100 * r['test_accuracy']:.2f}% (n={r['test_n']:,})"
+        elif r["best_val_accuracy"] is not None:
+            acc = (f"not evaluated; best validation {100 * r['best_val_accuracy']:.2f}% at epoch "
+                   f"{r['best_epoch']} (`convzoo evaluate FILE --record` adds the test score)")
+        else:
+            acc = "not evaluated (run `convzoo evaluate FILE --record`)"
         lines.append(f"| {r['file']} | {r['dataset']} | {r['model']} ({r['source']}) | {r['params']:,} "
                      f"| {r['size_mb']} MB | {acc} | {r['epochs']} | {r['train_minutes']} min "
                      f"| `{r['command']}` | {r['seed_figure']} |")
