@@ -12,6 +12,7 @@ import zipfile
 
 import h5py
 
+from convzoo import safeload
 from convzoo.errors import CheckpointError
 from convzoo.fileio import atomic_path
 
@@ -92,33 +93,19 @@ def _short(value):
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _check_hdf5(f, path):
-    """Refuse external links, external raw storage and virtual datasets (they read host files)."""
-    bad = []
-
-    def visit(name, link):
-        if isinstance(link, (h5py.ExternalLink, h5py.SoftLink)):
-            bad.append(f"an HDF5 {'external' if isinstance(link, h5py.ExternalLink) else 'soft'} "
-                       f"link at '{name}'")
-            return
-        obj = f.get(name)
-        if isinstance(obj, h5py.Dataset):
-            if obj.is_virtual:
-                bad.append(f"a virtual dataset at '{name}'")
-            elif obj.id.get_create_plist().get_external_count() > 0:
-                bad.append(f"external storage at '{name}'")
-
-    f.visititems_links(visit)
-    if bad:
-        _refuse(path, bad[0], HOST_FILES)
+def _check_hdf5(f, path, plan=None):
+    """Links, external storage, virtual datasets and declared sizes: safeload.walk_hdf5."""
+    safeload.walk_hdf5(f, path, plan)
 
 
-def _json_attr(f, key):
+def _json_attr(f, key, name):
     raw = f.attrs.get(key)
     if raw is None:
         return None
     if isinstance(raw, bytes):
         raw = raw.decode("utf-8")
+    if len(raw) > safeload.MAX_CONFIG:
+        _refuse(name, f"HDF5 attribute '{key}' of {len(raw) // 2**20} MB", "a config takes a few KB")
     return json.loads(raw)
 
 
@@ -133,24 +120,25 @@ def regular_file(path, what="checkpoint"):
     return st
 
 
-def _kind(path):
+def _kind(path, name=None):
     """'h5' or 'keras' from the file's bytes; CheckpointError for anything else."""
-    st = regular_file(path)
+    name = name or path
+    st = os.stat(path) if name != path else regular_file(path)
     if st.st_size == 0:
-        raise CheckpointError(f"{path}: empty file, not a checkpoint")
+        raise CheckpointError(f"{name}: empty file, not a checkpoint")
     try:
         hdf5, zipped = h5py.is_hdf5(path), zipfile.is_zipfile(path)
     except OSError as e:
-        raise CheckpointError(f"{path}: cannot read checkpoint ({e})") from None
+        raise CheckpointError(f"{name}: cannot read checkpoint ({e})") from None
     if hdf5 and zipped:
         # Keras picks the reader by the file name, so convzoo would check one file and Keras load another
-        _refuse(path, "the file is both HDF5 and zip (a polyglot file)",
+        _refuse(name, "the file is both HDF5 and zip (a polyglot file)",
                 "convzoo would check one and Keras load the other")
     if hdf5:
         return "h5"
     if zipped:
         return "keras"
-    raise CheckpointError(f"{path}: not a Keras checkpoint (neither HDF5 .h5 nor zip .keras), "
+    raise CheckpointError(f"{name}: not a Keras checkpoint (neither HDF5 .h5 nor zip .keras), "
                           "or the file is truncated")
 
 
@@ -163,49 +151,65 @@ def _keras_kind(path):
     return None
 
 
-def _read_entry(z, name, path):
+def _read_entry(z, entry, name):
     """A small zip entry's bytes, read no further than MAX_ENTRY (a zip bomb stops there)."""
-    with z.open(name) as f:
+    with z.open(entry) as f:
         data = f.read(MAX_ENTRY + 1)
     if len(data) > MAX_ENTRY:
-        _refuse(path, f"zip entry '{name}' is over {MAX_ENTRY // 2**20} MB", "a config takes a few KB")
+        _refuse(name, f"zip entry '{entry}' is over {MAX_ENTRY // 2**20} MB", "a config takes a few KB")
     return data
 
 
-def _open_zip(path):
+def _plan(config, name, size=0):
+    return safeload.plan_config(config, name, size) if config is not None else None
+
+
+def _open_zip(path, name):
     with zipfile.ZipFile(path) as z:
         names = z.namelist()
         if len(names) != len(set(names)):
-            _refuse(path, "the zip holds the same entry twice", ZIP_LAYOUT)
+            _refuse(name, "the zip holds the same entry twice", ZIP_LAYOUT)
         if "config.json" not in names:
-            raise CheckpointError(f"{path}: zip file without config.json, not a .keras model")
+            raise CheckpointError(f"{name}: zip file without config.json, not a .keras model")
         extra = sorted(set(names) - ZIP_ENTRIES)
         if extra:  # Keras extracts a zip with extra entries (assets) to disk
-            _refuse(path, f"unexpected zip entry '{_short(extra[0])}'", ZIP_LAYOUT)
-        meta = json.loads(_read_entry(z, META_ENTRY, path)) if META_ENTRY in names else None
-        config = json.loads(_read_entry(z, "config.json", path))
+            _refuse(name, f"unexpected zip entry '{_short(extra[0])}'", ZIP_LAYOUT)
+        meta = json.loads(_read_entry(z, META_ENTRY, name)) if META_ENTRY in names else None
+        text = _read_entry(z, "config.json", name)
+        config = json.loads(text)
         if not isinstance(config, dict):
-            raise CheckpointError(f"{path}: config.json is not a JSON object")
+            raise CheckpointError(f"{name}: config.json is not a JSON object")
         compile_config = config.pop("compile_config", None)
+        check_config(config, name)  # the allowlist first: sizing reads only classes it knows
+        if compile_config:
+            check_config(compile_config, name)
+        plan = _plan(config, name, len(text))
         if "model.weights.h5" in names:
+            safeload.check_zip_weights(z.getinfo("model.weights.h5"), plan, name)
             with z.open("model.weights.h5") as inner, h5py.File(inner, "r") as f:
-                _check_hdf5(f, path)
-        return meta, config, compile_config
+                _check_hdf5(f, name, plan)
+        return meta, config, compile_config, plan
 
 
-def _open_parts(path):
-    """(meta, model config, training config) without deserializing anything."""
+def _open_parts(path, name=None):
+    """(meta, model config, training config, safeload.Plan) without deserializing anything."""
+    name = name or path
     try:
-        if _kind(path) == "h5":
+        if _kind(path, name) == "h5":
             with h5py.File(path, "r") as f:
-                _check_hdf5(f, path)
-                return _json_attr(f, META_ATTR), _json_attr(f, "model_config"), \
-                    _json_attr(f, "training_config")
-        return _open_zip(path)
+                meta, config = _json_attr(f, META_ATTR, name), _json_attr(f, "model_config", name)
+                training = _json_attr(f, "training_config", name)
+                for part in (config, training):
+                    if part:  # the allowlist first: sizing reads only classes it knows
+                        check_config(part, name)
+                plan = _plan(config, name)
+                _check_hdf5(f, name, plan)
+                return meta, config, training, plan
+        return _open_zip(path, name)
     except CheckpointError:
         raise
     except Exception as e:  # noqa: BLE001 -- h5py, zipfile, zlib and json raise many types on damaged bytes
-        raise _unreadable(path, e) from None
+        raise _unreadable(name, e) from None
 
 
 def _unreadable(path, e, what="checkpoint"):
@@ -251,11 +255,12 @@ def _check_model(model, meta, path):
     if want and len(have) == 3 and any(h is not None and h != w for h, w in zip(have, want)):
         raise CheckpointError(f"{path}: metadata says input {want} but the model takes {have}")
     if "classes" in meta and "head" in meta:
-        units = getattr(model, "output_shape", (None, None))[-1]
-        n = len(meta["classes"])
-        if (meta["head"] == "sigmoid" and n < 2) or (meta["head"] != "sigmoid" and units and units > n):
-            raise CheckpointError(f"{path}: the model has {units} outputs but the metadata names "
-                                  f"{n} classes ({meta['head']} head)")
+        check_head(getattr(model, "output_shape", (None, None))[-1], meta, path)
+
+
+def check_head(units, meta, path):
+    """The one place predict, evaluate, export and LiteRT check that the head fits the outputs."""
+    safeload.check_output_units(units, meta["head"], len(meta["classes"]), path)
 
 
 def read_meta(path):
@@ -272,30 +277,34 @@ def _need_meta(meta, path):
 
 
 def load(path):
-    """(keras model, meta): allowlist-checked, then loaded with safe_mode=True and compile=False."""
+    """(keras model, meta): the file copied once to a private folder, the copy sized and
+    allowlist-checked, then loaded by Keras with safe_mode=True and compile=False."""
     path = os.fspath(path)
-    kind = _kind(path)
-    if _keras_kind(path) != kind:
-        raise CheckpointError(f"{path}: {'an HDF5' if kind == 'h5' else 'a zip'} checkpoint must be named "
-                              f"*{'.h5' if kind == 'h5' else '.keras'} (Keras picks its reader by the name)")
-    meta, config, training = _open_parts(path)
-    if config is None:
-        raise CheckpointError(f"{path}: no model config stored (a weights-only file?)")
-    check_config(config, path)
-    if training:
-        check_config(training, path)
-    meta = _need_meta(meta, path)
-    from convzoo import backend
+    with safeload.private_copy(path, "checkpoint") as copy:
+        kind = _kind(copy, path)
+        if _keras_kind(path) != kind:
+            raise CheckpointError(f"{path}: {'an HDF5' if kind == 'h5' else 'a zip'} checkpoint must be named "
+                                  f"*{'.h5' if kind == 'h5' else '.keras'} (Keras picks its reader by the name)")
+        meta, config, training, plan = _open_parts(copy, path)
+        if config is None:
+            raise CheckpointError(f"{path}: no model config stored (a weights-only file?)")
+        meta = _need_meta(meta, path)
+        if "classes" in meta and "head" in meta:
+            check_head(plan.output_shape[-1], meta, path)
+        from convzoo import backend
 
-    keras = backend.load()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as e:  # Keras raises many types for a damaged file
-        raise CheckpointError(f"{path}: cannot load model ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        keras = backend.load()
+        target = copy + "." + kind  # Keras picks its reader by the suffix
+        os.rename(copy, target)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = keras.saving.load_model(target, compile=False, safe_mode=True)
+        except Exception as e:  # Keras raises many types for a damaged file
+            raise CheckpointError(f"{path}: cannot load model ({type(e).__name__}: "
+                                  f"{str(e).splitlines()[0] if str(e) else ''})") from None
     _check_model(model, meta, path)
+    model.convzoo_batch = safeload.batch_size(plan.image_bytes)
     return model, meta
 
 

@@ -105,10 +105,9 @@ class Runner:
         if tuple(int(n) for n in inp["shape"][1:]) != want:
             raise CheckpointError(f"{path}: metadata says input {want} but the model takes "
                                   f"{tuple(int(n) for n in inp['shape'][1:])}")
-        units, n = int(out["shape"][-1]), len(self.meta["classes"])
-        if (self.meta["head"] == "sigmoid" and units != 1) or (self.meta["head"] != "sigmoid" and units > n):
-            raise CheckpointError(f"{path}: the model has {units} outputs but the metadata names "
-                                  f"{n} classes ({self.meta['head']} head)")
+        from convzoo import checkpoint
+
+        checkpoint.check_head(int(out["shape"][-1]), self.meta, path)
         self.batch_size = batch_size
         self.batch = int(inp["shape"][0])
 

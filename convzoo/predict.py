@@ -83,7 +83,8 @@ def probabilities(raw, head):
 
 
 def raw_outputs(model, x, batch_size=256):
-    """A Keras model's outputs for a uint8 batch, in chunks."""
+    """A Keras model's outputs for a uint8 batch, in chunks sized to the model's activations."""
+    batch_size = min(batch_size, getattr(model, "convzoo_batch", batch_size))
     out = [np.asarray(model(x[i:i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, 0))
 

@@ -408,7 +408,7 @@ def test_checkpoint_keras_cannot_load_is_one_line(runner, good_h5, good_keras, t
     import h5py
 
     with h5py.File(good_h5, "a") as f:
-        f.attrs["model_config"] = f.attrs["model_config"].replace('"units": 10', '"units": 11')
+        f.attrs["model_config"] = f.attrs["model_config"].replace('"units": 100', '"units": 101')
     with zipfile.ZipFile(good_keras) as z:
         parts = {n: z.read(n) for n in z.namelist() if n != "model.weights.h5"}
     with zipfile.ZipFile(good_keras, "w") as z:
