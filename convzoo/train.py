@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from convzoo import backend, distributed, zoo
+from convzoo import backend, cpu, distributed, zoo
 from convzoo import data as catalog
 from convzoo.data import store
 from convzoo.errors import ConvzooError, Diverged, Interrupted
@@ -209,6 +209,10 @@ def _loss(keras, head):
 def train(p, log=lambda msg: print(msg, file=sys.stderr)):
     """Train per plan `p`; returns the checkpoint metadata."""
     keras = backend.load()
+    log(cpu.describe())
+    warning = cpu.precision_warning(p.recipe.precision)
+    if warning:
+        log(warning)
     if p.distribute == "multiworker":  # the strategy waits here until every worker has joined
         task = distributed.check(p.distribute)
         log(f"{task.type} {task.index} of {task.workers} workers{' (chief)' if task.chief else ''}: "
