@@ -366,7 +366,9 @@ def export(checkpoint, fmt, output, overwrite, data_dir, limit):
                    f"{bundled.DEFAULT}].")
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
-def predict(images, model_path, top_k, as_json):
+@click.option("--no-litert", is_flag=True,
+              help="Run a .h5/.keras checkpoint through TensorFlow, not its LiteRT twin.")
+def predict(images, model_path, top_k, as_json, no_litert):
     """Top-k labels with probabilities for each image (files or folders)."""
     from convzoo import predict as pr
 
@@ -374,7 +376,8 @@ def predict(images, model_path, top_k, as_json):
         model_path, why = bundled.default()
         err(f"using model {model_path} ({why}); choose another with --model NAME or CHECKPOINT "
             f"(bundled: {', '.join(bundled.names()) or 'none found'}) or set ${bundled.ENV_MODEL}")
-    results = pr.predict(list(images), resolve_checkpoint(model_path), top_k)
+    results = pr.predict(list(images), resolve_checkpoint(model_path), top_k, log=err,
+                         use_twin=not no_litert)
     if as_json:
         click.echo(json.dumps(results))
     else:

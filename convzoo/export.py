@@ -172,7 +172,11 @@ def export(path, fmt, output=None, overwrite=False, data_dir=None, limit=1000, l
     _require(fmt)
     x, y, skipped = _test_images(meta, data_dir, limit)
     model, meta = checkpoint.load(path)
-    carried = dict(meta, export={"format": fmt, "from": os.path.basename(path), "convzoo": __version__,
+    from convzoo.fileio import sha256
+
+    # the checkpoint's hash lets predict tell a LiteRT twin made from this very file from a stale one
+    carried = dict(meta, export={"format": fmt, "from": os.path.basename(path), "sha256": sha256(path),
+                                 "convzoo": __version__,
                                  "date": datetime.date.today().isoformat(),
                                  "input": "float32 NHWC holding 0..255 (Rescaling is in the model)"})
     result = {"checkpoint": path, "output": output, "format": fmt, "metadata": WHERE[fmt],

@@ -58,6 +58,17 @@ def atomic_folder(path):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def sha256(path, chunk=2**20):
+    """The hex SHA-256 of a file's bytes (the key of a checkpoint's LiteRT twin)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
 def write_text(path, text):
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:

@@ -96,9 +96,9 @@ def run_model(model, x, head, batch_size=256):
     return probabilities(raw_outputs(model, x, batch_size), head)
 
 
-def open_model(model_path):
+def open_model(model_path, log=None, use_twin=True):
     """(run, meta): run maps a uint8 batch to raw outputs. A .tflite runs on the LiteRT interpreter
-    without TensorFlow; a .h5/.keras checkpoint through Keras."""
+    without TensorFlow; a .h5/.keras checkpoint through its LiteRT twin (twin.py), else Keras."""
     path = os.fspath(model_path)
     if path.lower().endswith(".tflite"):
         from convzoo import litert
@@ -108,16 +108,14 @@ def open_model(model_path):
     if path.lower().endswith(".onnx") or os.path.isfile(os.path.join(path, "saved_model.pb")):
         raise ConvzooError(f"{path}: predict runs .h5/.keras checkpoints and .tflite models; serve an "
                            "ONNX file with onnxruntime and a SavedModel with TensorFlow Serving")
-    from convzoo import checkpoint
+    from convzoo import twin
 
-    model, meta = checkpoint.load(path)
-    checkpoint.require_fields(meta, path)
-    return (lambda x: raw_outputs(model, x)), meta
+    return twin.open_checkpoint(path, log or (lambda msg: None), use_twin)
 
 
-def predict(paths, model_path, top_k=3):
+def predict(paths, model_path, top_k=3, log=None, use_twin=True):
     """[{"file", "predictions": [{"label", "probability"}], "error"}] for every file."""
-    run, meta = open_model(model_path)
+    run, meta = open_model(model_path, log, use_twin)
     classes = meta["classes"]
     files = expand(paths)
     if not files:
