@@ -368,17 +368,27 @@ def export(checkpoint, fmt, output, overwrite, data_dir, limit):
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @click.option("--no-litert", is_flag=True,
               help="Run a .h5/.keras checkpoint through TensorFlow, not its LiteRT twin.")
-def predict(images, model_path, top_k, as_json, no_litert):
+@click.option("--output", type=click.Path(dir_okay=False),
+              help="Write one row per image to this .csv or .jsonl file instead of printing.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --output file.")
+def predict(images, model_path, top_k, as_json, no_litert, output, overwrite):
     """Top-k labels with probabilities for each image (files or folders)."""
     from convzoo import predict as pr
 
+    if output:
+        from convzoo import resultfile
+
+        output = resultfile.check(output, overwrite)
     if not model_path:
         model_path, why = bundled.default()
         err(f"using model {model_path} ({why}); choose another with --model NAME or CHECKPOINT "
             f"(bundled: {', '.join(bundled.names()) or 'none found'}) or set ${bundled.ENV_MODEL}")
     results = pr.predict(list(images), resolve_checkpoint(model_path), top_k, log=err,
                          use_twin=not no_litert)
-    if as_json:
+    if output:
+        resultfile.write(results, output)
+        err(f"wrote {len(results)} row(s) to {output}")
+    elif as_json:
         click.echo(json.dumps(results))
     else:
         for r in results:
