@@ -209,10 +209,6 @@ def _loss(keras, head):
 def train(p, log=lambda msg: print(msg, file=sys.stderr)):
     """Train per plan `p`; returns the checkpoint metadata."""
     keras = backend.load()
-    log(cpu.describe())
-    warning = cpu.precision_warning(p.recipe.precision)
-    if warning:
-        log(warning)
     if p.distribute == "multiworker":  # the strategy waits here until every worker has joined
         task = distributed.check(p.distribute)
         log(f"{task.type} {task.index} of {task.workers} workers{' (chief)' if task.chief else ''}: "
@@ -231,6 +227,10 @@ def _train(p, log, keras, strategy):
     info = catalog.get(p.dataset)
     spec = zoo.get_spec(p.model)
     x_tr, y_tr, x_va, y_va = load_data(p)
+    log(cpu.describe())
+    warning = cpu.precision_warning(p.recipe.precision)
+    if warning:
+        log(warning)
     keras.utils.set_random_seed(p.seed)
     if spec.head == "sigmoid":  # binary cross-entropy wants (n, 1) float targets
         y_tr, y_va = (y.reshape(-1, 1).astype("float32") for y in (y_tr, y_va))
