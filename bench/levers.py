@@ -19,6 +19,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # name -> settings that differ from convzoo's default path (see train.compile_model / pipeline)
 LEVERS = {
     "default": {},
+    # oneDNN: convzoo turns it on (convzoo.cpu.defaults); these set it in the child's environment
+    "onednn_off": {"env": {"TF_ENABLE_ONEDNN_OPTS": "0"}},
+    "onednn_on": {"env": {"TF_ENABLE_ONEDNN_OPTS": "1"}},
+    "onednn_isa_avx2": {"env": {"TF_ENABLE_ONEDNN_OPTS": "1", "ONEDNN_MAX_CPU_ISA": "AVX2"}},
     "jit_on": {"jit": True},
     "jit_off": {"jit": False},
     "intra1_inter1": {"intra": 1, "inter": 1},
@@ -94,6 +98,7 @@ def measure(name, images, repeats):
     cmd = [sys.executable, os.path.abspath(__file__), "--child", name, "--images", str(images),
            "--repeats", str(repeats)]
     env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    env.update((LEVERS.get(name) or {}).get("env", {}))
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         last = (out.stderr.strip().splitlines() or ["failed"])[-1]

@@ -20,8 +20,13 @@ import time
 
 import numpy as np
 
+import machine
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+# The plain-Keras peer runs with the caller's oneDNN setting (TensorFlow's default unless set), as
+# a plain Keras user would; convzoo's path with convzoo's default.
+CALLER_ONEDNN = machine.CALLER_ENV.get("TF_ENABLE_ONEDNN_OPTS")
 
 
 def median_time(fn, repeats):
@@ -31,12 +36,6 @@ def median_time(fn, repeats):
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
-
-
-def matmul_peak(repeats, n=2048):
-    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
-    a @ a
-    return 2 * n**3 / median_time(lambda: a @ a, repeats) / 1e9
 
 
 def train_flop(model):
@@ -108,6 +107,10 @@ def convzoo_fit(which, x, y, batch, repeats):
 
 
 def keras_model(which):
+    if CALLER_ONEDNN is None:
+        os.environ.pop("TF_ENABLE_ONEDNN_OPTS", None)  # TensorFlow's own default, not convzoo's
+    else:
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = CALLER_ONEDNN
     from convzoo import backend
 
     keras = backend.load()
@@ -332,8 +335,11 @@ def main():
         return
     if args.tiny:
         args.repeats, args.images, args.cats_images = 1, 256, 32
-    peak = matmul_peak(args.repeats)
-    rows = {"matmul_peak_gflops": round(peak, 1), "threads": os.cpu_count(), "s3_batch": args.batch,
+    peak = machine.matmul_peak(args.repeats)
+    desc = machine.describe(peak)
+    if not args.json:
+        print("\n".join(machine.lines(desc)))
+    rows = {"machine": desc, "matmul_peak_gflops": round(peak, 1), "threads": os.cpu_count(), "s3_batch": args.batch,
             "s3_images": args.images, "cats_batch": 32, "cats_images": args.cats_images}
     x, y = mnist_data(args.images)
     if "s3" not in args.skip:
@@ -350,6 +356,8 @@ def main():
         print(json.dumps(rows, indent=2))
     else:
         for k, v in rows.items():
+            if k == "machine":
+                continue
             print(f"{k:<40}{'missing (pip install torch==2.13.0 / ai-edge-litert)' if v is None else v}")
 
 
