@@ -7,6 +7,8 @@ set -euo pipefail
 DATA=${1:?data dir}; OUT=${2:?output dir}; WHAT=${3:-all}
 mkdir -p "$OUT/release" "$OUT/transfer" "$OUT/seeds" "$OUT/next"
 flag=${RESUME:+--resume}
+# bfloat16 compute only where the CPU has it in hardware (avx512_bf16 / amx_bf16); float32 elsewhere
+PRECISION=$(python -c "from convzoo import cpu; print('mixed_bfloat16' if cpu.has_bf16() else 'float32')")
 
 train() {  # train OUTFILE ARGS...
   local out=$1; shift
@@ -18,7 +20,7 @@ train() {  # train OUTFILE ARGS...
 if [ "$WHAT" = release ] || [ "$WHAT" = all ]; then
   train "$OUT/release/mnist.h5" mnist --model mnist-vgg
   train "$OUT/release/fashion_mnist.h5" fashion_mnist --model fashion-vgg
-  train "$OUT/release/cifar10.h5" cifar10 --model cifar10-vgg --precision mixed_bfloat16
+  train "$OUT/release/cifar10.h5" cifar10 --model cifar10-vgg --precision "$PRECISION"
   # cats vs dogs: S11's two stages on the CIFAR-10 model's conv base (no downloads)
   train "$OUT/transfer/catsdogs-transfer.h5" cats_vs_dogs --model catsdogs-transfer \
     --weights "$OUT/release/cifar10.h5" --epochs 15 --save-best
