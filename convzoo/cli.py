@@ -401,3 +401,37 @@ def predict(images, model_path, top_k, as_json, no_litert, output, overwrite):
         err(f"error: {r['error']}")
     if failed:
         sys.exit(1)
+
+
+# ---------------------------------------------------------------- serve
+@cli.command()
+@click.option("--model", "models", multiple=True,
+              help="A bundled model's name, a checkpoint or a .tflite; repeat to serve several "
+                   "[default: every bundled model].")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but loopback lets other machines in (no authentication).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8501, show_default=True,
+              help="TCP port (TF Serving's REST port); 0 picks a free one.")
+def serve(models, host, port):
+    """TF Serving's REST API and a page to draw or drop an image, for MODELs.
+
+    GET /v1/models/NAME and /metadata, POST /v1/models/NAME:predict with {"instances": [...]} and
+    POST /v1/models/NAME:classify-image with an image file; the page is at /.
+    """
+    from convzoo import serve as srv
+
+    served = srv.load(list(models) or bundled.names(), log=err)
+    if not served:
+        raise ConvzooError("no models to serve: give --model NAME or CHECKPOINT")
+    app = srv.create_app(served, srv.trusted(host, port))
+    server = srv.make_server(app, host, port)
+    if srv.trusted(host, port) is None:
+        err(f"warning: listening on {host}: anyone who can reach this address can use the models "
+            "(there is no authentication)")
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"serving {', '.join(served)} on http://{shown}:{server.port}/ (Ctrl-C to stop)")
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
