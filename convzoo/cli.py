@@ -280,7 +280,7 @@ def resolve_checkpoint(name):
 @click.option("--limit", type=click.IntRange(min=1), help="Score only the first N test images.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--report-dir", type=click.Path(file_okay=False),
-              help="Write confusion_matrix.png, misclassified.png and metrics.json here.")
+              help="Write report.html (self-contained) with its PNGs and metrics.json here.")
 @click.option("--dataset", help="Score on this dataset's test set instead of the checkpoint's own.")
 @click.option("--record", is_flag=True,
               help="Store the result in the checkpoint's metadata (for `convzoo models --results`).")
@@ -435,3 +435,21 @@ def serve(models, host, port):
         server.serve_forever()
     finally:
         server.server_close()
+
+
+@cli.command()
+@click.argument("images", nargs=-1, required=True)
+@click.option("--model", "model_path", required=True,
+              help="Checkpoint file, or a dataset name (mnist, cifar10, ...) for a bundled model.")
+@click.option("--output", type=click.Path(file_okay=False), default="explain", show_default=True,
+              help="Folder for the pictures: one subfolder per image, filters.png once.")
+@click.option("--class", "class_name", help="Grad-CAM for this class (name or index) instead of the top one.")
+@click.option("--overwrite", is_flag=True, help="Write into an existing --output folder.")
+def explain(images, model_path, output, class_name, overwrite):
+    """Show what the model saw, where it looked (Grad-CAM) and each conv layer's feature maps."""
+    from convzoo import explain as ex
+
+    for r in ex.explain(list(images), resolve_checkpoint(model_path), output, class_name, overwrite):
+        click.echo(f"{r['file']}: {r['label']} {r['probability']:.3f} -> {r['folder']}{os.sep} "
+                   f"({', '.join(r['files'])})")
+    click.echo(f"first layer's filters: {os.path.join(output, 'filters.png')}")

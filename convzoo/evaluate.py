@@ -52,7 +52,7 @@ def check_fits(meta, dataset_info, path):
 
 
 def evaluate(path, data_dir=None, limit=None, report_dir=None, dataset=None):
-    """Score a checkpoint on its dataset's untouched test split; optionally write the report PNGs."""
+    """Score a checkpoint on its dataset's untouched test split; optionally write report.html and its PNGs."""
     from convzoo import checkpoint
     from convzoo import data as catalog
     from convzoo.data import store
@@ -69,26 +69,15 @@ def evaluate(path, data_dir=None, limit=None, report_dir=None, dataset=None):
     result = score(probs, np.asarray(y, int), meta["classes"])
     result["dataset"], result["checkpoint"] = info.name, os.fspath(path)
     if report_dir:
-        write_report(report_dir, result, x, y, probs, meta["classes"], meta.get("model"))
+        write_report(report_dir, result, x, y, probs, meta, model)
     return result
 
 
-def write_report(report_dir, result, x, y, probs, classes, model=None, max_images=40):
-    from convzoo import plots
-    from convzoo.fileio import save_figure, write_text
-    import json
+def write_report(report_dir, result, x, y, probs, meta, model):
+    """report.html with its PNGs and metrics.json (convzoo/report.py)."""
+    from convzoo import report
 
-    title = (f"{model or 'model'} on {result['dataset']} test set: n={result['n']:,}, "
-             f"accuracy {100 * result['accuracy']:.2f}%")
-    save_figure(plots.confusion_matrix(np.array(result["confusion_matrix"]), classes, title),
-                os.path.join(report_dir, "confusion_matrix.png"))
-    pred = probs.argmax(axis=1)
-    wrong = np.flatnonzero(pred != y)[:max_images]
-    fig = plots.image_grid([x[i] for i in wrong],
-                           [f"{classes[y[i]]} as {classes[pred[i]]}" for i in wrong],
-                           title=f"misclassified: first {len(wrong)} of {int((pred != y).sum())}")
-    save_figure(fig, os.path.join(report_dir, "misclassified.png"))
-    write_text(os.path.join(report_dir, "metrics.json"), json.dumps(result, indent=2) + "\n")
+    return report.write(report_dir, result, x, y, probs, meta, model)
 
 
 def format_text(result, classes):

@@ -14,6 +14,9 @@ from convzoo.results import best_epoch  # noqa: E402
 
 PLAIN = {"parse_math": False, "usetex": False}
 
+# class names and file names are text, not TeX: no figure here starts mathtext on "$5"
+plt.rcParams["text.parse_math"] = False
+
 
 def curves(history, model=None, dataset=None):
     """Loss and accuracy per epoch, train vs validation, side by side (as the notes plot them), with
@@ -146,3 +149,142 @@ def compare(runs):
     fig.suptitle(f"{len(runs)} run{'s' if len(runs) != 1 else ''} on {datasets}: validation curves "
                  "(star: best epoch)", **PLAIN)
     return fig
+
+
+def _gray_or_rgb(img):
+    img = np.asarray(img)
+    return img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img
+
+
+def _tiles(n, columns, size=1.9):
+    columns = max(1, min(columns, n))
+    rows = (max(n, 1) + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(size * columns, (size + 0.5) * rows + 0.4),
+                             squeeze=False, layout="constrained")
+    for ax in axes.flat:
+        ax.axis("off")
+    return fig, axes
+
+
+def top_losses(images, true, pred, probs, indices, columns=8, title=None):
+    """fastai's plot_top_losses: each tile titled true / predicted, probability of the prediction /
+    test index."""
+    fig, axes = _tiles(len(images), columns)
+    for ax, img, t, p, q, i in zip(axes.flat, images, true, pred, probs, indices):
+        img = _gray_or_rgb(img)
+        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
+        ax.set_title(f"{t} / {p}\n{q:.2f} / #{i}", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def input_image(img, title):
+    """One model input at its own pixel size, drawn large with visible pixels."""
+    img = _gray_or_rgb(img)
+    fig, ax = plt.subplots(figsize=(3.2, 3.4))
+    ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
+    ax.axis("off")
+    ax.set_title(title, fontsize=8)
+    return fig
+
+
+def overlay(ax, img, cam):
+    """The image in gray or colour with the heat map in jet on top."""
+    img = _gray_or_rgb(img)
+    ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
+    ax.imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+    ax.axis("off")
+
+
+def gradcam_pair(img, cam, title):
+    """The input, and the input under its Grad-CAM heat map."""
+    fig, axes = plt.subplots(1, 2, figsize=(6, 3.3))
+    img2 = _gray_or_rgb(img)
+    axes[0].imshow(img2, cmap="gray" if img2.ndim == 2 else None, vmin=0, vmax=255)
+    axes[0].axis("off")
+    axes[0].set_title("input", fontsize=9)
+    overlay(axes[1], img, cam)
+    axes[1].set_title("where the model looked", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def gradcam_grid(images, cams, captions, columns=6, title=None):
+    """Grad-CAM overlays with a caption over each."""
+    fig, axes = _tiles(len(images), columns)
+    for ax, img, cam, caption in zip(axes.flat, images, cams, captions):
+        if img is None:
+            continue
+        overlay(ax, img, cam)
+        ax.set_title(caption, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def feature_grid(fmap, title, max_maps=64):
+    """A conv layer's output channels (HxWxC) as small gray images, each scaled to its own range."""
+    fmap = np.asarray(fmap, np.float32)
+    k = min(fmap.shape[-1], max_maps)
+    columns = min(16, k)
+    rows = (k + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(0.75 * columns, 0.75 * rows + 0.5), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, ax in enumerate(axes.flat[:k]):
+        ax.imshow(fmap[..., i], cmap="viridis", interpolation="nearest")
+    shown = "" if k == fmap.shape[-1] else f" (first {k})"
+    fig.suptitle(title + shown, fontsize=9)
+    return fig
+
+
+def filters(kernel, title, max_filters=64):
+    """A conv kernel (kh, kw, in, out): colour patches for 3 input channels, else gray (first channel)."""
+    kernel = np.asarray(kernel, np.float32)
+    k = min(kernel.shape[3], max_filters)
+    columns = min(16, k)
+    rows = (k + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(0.6 * columns, 0.6 * rows + 0.5), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, ax in enumerate(axes.flat[:k]):
+        w = kernel[..., i]
+        if w.shape[-1] == 3:
+            lo, hi = w.min(), w.max()
+            ax.imshow((w - lo) / (hi - lo) if hi > lo else np.zeros_like(w), interpolation="nearest")
+        else:
+            ax.imshow(w[..., 0], cmap="gray", interpolation="nearest")
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def reliability(confidence, correct, bins=10):
+    """Reliability diagram: accuracy against confidence per bin, with the expected calibration error.
+    Returns (figure, ece)."""
+    confidence, correct = np.asarray(confidence, float), np.asarray(correct, float)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    acc, conf, count = np.zeros(bins), np.zeros(bins), np.zeros(bins)
+    for b in range(bins):
+        m = which == b
+        count[b] = m.sum()
+        if count[b]:
+            acc[b], conf[b] = correct[m].mean(), confidence[m].mean()
+    ece = float((count / max(len(confidence), 1) * np.abs(acc - conf)).sum())
+    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    centres = (edges[:-1] + edges[1:]) / 2
+    ax.bar(centres, acc, width=1 / bins, edgecolor="black", alpha=0.7, label="accuracy in bin")
+    ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    for x_, a, n in zip(centres, acc, count):
+        if n:
+            ax.text(x_, a + 0.01, str(int(n)), ha="center", fontsize=6)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("confidence (probability of the predicted class)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"reliability: ECE {ece:.3f} (numbers: images per bin)", fontsize=9)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig, ece
