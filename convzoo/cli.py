@@ -371,7 +371,9 @@ def export(checkpoint, fmt, output, overwrite, data_dir, limit):
 @click.option("--output", type=click.Path(dir_okay=False),
               help="Write one row per image to this .csv or .jsonl file instead of printing.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output file.")
-def predict(images, model_path, top_k, as_json, no_litert, output, overwrite):
+@click.option("--save-input", type=click.Path(file_okay=False),
+              help="Write each preprocessed input (what the model saw) as a PNG in this folder.")
+def predict(images, model_path, top_k, as_json, no_litert, output, overwrite, save_input):
     """Top-k labels with probabilities for each image (files or folders)."""
     from convzoo import predict as pr
 
@@ -384,7 +386,10 @@ def predict(images, model_path, top_k, as_json, no_litert, output, overwrite):
         err(f"using model {model_path} ({why}); choose another with --model NAME or CHECKPOINT "
             f"(bundled: {', '.join(bundled.names()) or 'none found'}) or set ${bundled.ENV_MODEL}")
     results = pr.predict(list(images), resolve_checkpoint(model_path), top_k, log=err,
-                         use_twin=not no_litert)
+                         use_twin=not no_litert, save_input=save_input)
+    for r in results:
+        for w in r["warnings"]:
+            err(f"warning: {r['file']}: {w}")
     if output:
         resultfile.write(results, output)
         err(f"wrote {len(results)} row(s) to {output}")

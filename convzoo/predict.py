@@ -113,18 +113,27 @@ def open_model(model_path, log=None, use_twin=True):
     return twin.open_checkpoint(path, log or (lambda msg: None), use_twin)
 
 
-def predict(paths, model_path, top_k=3, log=None, use_twin=True):
-    """[{"file", "predictions": [{"label", "probability"}], "error"}] for every file."""
+def predict(paths, model_path, top_k=3, log=None, use_twin=True, save_input=None):
+    """[{"file", "predictions": [{"label", "probability"}], "error", "warnings"}] for every file;
+    save_input: a folder for each preprocessed input as PNG (adds "input" to each result)."""
+    from convzoo import inputcheck
+
     run, meta = open_model(model_path, log, use_twin)
     classes = meta["classes"]
     files = expand(paths)
     if not files:
         raise ConvzooError(f"no images found in {', '.join(paths)}")
+    saved = inputcheck.targets(save_input, files) if save_input else [None] * len(files)
     results, batch, where = [], [], []
-    for f in files:
-        results.append({"file": f, "predictions": [], "error": None})
+    for f, target in zip(files, saved):
+        results.append({"file": f, "predictions": [], "error": None, "warnings": []})
         try:
-            batch.append(to_input(f, meta))
+            x = to_input(f, meta)
+            results[-1]["warnings"] = inputcheck.check(f, x, meta)
+            if target:
+                inputcheck.save(target, x)
+                results[-1]["input"] = target
+            batch.append(x)
             where.append(len(results) - 1)
         except ImageError as e:
             results[-1]["error"] = str(e)
