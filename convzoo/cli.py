@@ -388,7 +388,7 @@ def predict(images, model_path, top_k, as_json, no_litert, output, overwrite, sa
     results = pr.predict(list(images), resolve_checkpoint(model_path), top_k, log=err,
                          use_twin=not no_litert, save_input=save_input)
     for r in results:
-        for w in r["warnings"]:
+        for w in r.get("warnings", []):
             err(f"warning: {r['file']}: {w}")
     if output:
         resultfile.write(results, output)

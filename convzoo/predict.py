@@ -114,8 +114,9 @@ def open_model(model_path, log=None, use_twin=True):
 
 
 def predict(paths, model_path, top_k=3, log=None, use_twin=True, save_input=None):
-    """[{"file", "predictions": [{"label", "probability"}], "error", "warnings"}] for every file;
-    save_input: a folder for each preprocessed input as PNG (adds "input" to each result)."""
+    """[{"file", "predictions": [{"label", "probability"}], "error"}] for every file, with "warnings"
+    when an input looks unlike the training images; save_input: a folder for each preprocessed input
+    as PNG (adds "input")."""
     from convzoo import inputcheck
 
     run, meta = open_model(model_path, log, use_twin)
@@ -126,10 +127,12 @@ def predict(paths, model_path, top_k=3, log=None, use_twin=True, save_input=None
     saved = inputcheck.targets(save_input, files) if save_input else [None] * len(files)
     results, batch, where = [], [], []
     for f, target in zip(files, saved):
-        results.append({"file": f, "predictions": [], "error": None, "warnings": []})
+        results.append({"file": f, "predictions": [], "error": None})
         try:
             x = to_input(f, meta)
-            results[-1]["warnings"] = inputcheck.check(f, x, meta)
+            found = inputcheck.check(f, x, meta)
+            if found:
+                results[-1]["warnings"] = found
             if target:
                 inputcheck.save(target, x)
                 results[-1]["input"] = target
