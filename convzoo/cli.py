@@ -54,17 +54,30 @@ def main():
 
 # ---------------------------------------------------------------- models
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
-@click.option("--dataset", help="Only the models for this dataset.")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: a list, or NAME's object.")
+@click.option("--dataset", help="Only the models for this dataset; with NAME, the dataset whose layers "
+                                "to show [default: the model's first].")
 @click.option("--results", "results_dir", is_flag=False, flag_value=MODELS_DIR, default=None,
               help="Instead: a Markdown results table of the checkpoints in a folder [default: models/].")
-def models(as_json, dataset, results_dir):
-    """List the zoo: name, dataset, parameters, source row, recipe."""
+def models(name, as_json, dataset, results_dir):
+    """List the zoo: name, dataset, parameters, source row, recipe; * marks each dataset's default.
+
+    With NAME: that entry in full: description, its seed row (docs/seeds.md), the recipe with every
+    default, and the layers Keras builds (output shapes, parameters), without training.
+    """
     if results_dir:
         from convzoo import results
 
         rows = results.collect(results_dir)
         click.echo(json.dumps(rows, indent=2) if as_json else results.markdown(rows))
+        return
+    if name:
+        from convzoo import describe
+
+        card = describe.describe(name, dataset)
+        click.echo(json.dumps(card, indent=2) if as_json else
+                   describe.format_text(card, {o.lstrip("-") for p in train.params for o in p.opts}))
         return
     if dataset:
         catalog.get(dataset)
@@ -77,7 +90,8 @@ def models(as_json, dataset, results_dir):
                      "recipe": {"optimizer": r.optimizer, "learning_rate": r.learning_rate,
                                 "batch_size": r.batch_size, "epochs": r.epochs, "loop": r.loop,
                                 "schedule": r.schedule, "augment": r.augment},
-                     "reported": s.reported})
+                     "reported": s.reported,
+                     "default_for": [d for d, m in zoo.DEFAULT_MODEL.items() if m == name]})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -88,7 +102,10 @@ def models(as_json, dataset, results_dir):
                   f"{r['epochs']} epochs" + (", tape loop" if r["loop"] == "tape" else "") +
                   (", cosine" if r["schedule"] == "cosine" else "") + (", augment" if r["augment"] else ""))
         params = f"{row['params']:>11,}" if row["params"] else f"{'(base)':>11}"  # set by --weights
-        click.echo(f"{row['name']:<28}{','.join(row['datasets']):<24}{params}  {row['source']:<7}{recipe}")
+        shown = row["name"] + (" *" if row["default_for"] else "")
+        click.echo(f"{shown:<28}{','.join(row['datasets']):<24}{params}  {row['source']:<7}{recipe}")
+    click.echo("\n* the dataset's default: `convzoo train DATASET` without --model trains it; "
+               "`convzoo models NAME` shows an entry in full")
 
 
 # ---------------------------------------------------------------- data

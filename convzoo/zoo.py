@@ -1,4 +1,4 @@
-"""The zoo: one registry of named architectures with their dataset, recipe and SEEDS.md row.
+"""The zoo: one registry of named architectures with their dataset, recipe and seed row (docs/seeds.md).
 
 Importing this module does not import Keras: `convzoo models` lists the zoo without it.
 """

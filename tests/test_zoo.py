@@ -98,3 +98,39 @@ def test_augmentation_acts_in_training_only():
     np.testing.assert_allclose(np.asarray(model(x, training=False)),
                                np.asarray(inference_model(model)(x, training=False)), rtol=1e-6)
     assert not any(type(layer).__name__.startswith("Random") for layer in inference_model(model).layers)
+
+
+def test_models_name_shows_row_recipe_and_layers(runner):
+    from conftest import invoke
+
+    res = invoke(runner, "models", "mnist-cnn")
+    assert res.exit_code == 0, res.output
+    out = res.output
+    assert out.startswith("mnist-cnn: conv 5x5x32 SAME")
+    assert "docs/seeds.md row S3: the MNIST convnet" in out and "Adam at 1e-4, mini-batches of 50" in out
+    recipe = {line.split()[0]: line.split()[-1] for line in out.split("recipe, with every default")[1]
+              .split("layers for")[0].strip().splitlines()[1:]}
+    assert recipe["learning_rate"] == "0.0001" and recipe["batch_size"] == "50" and recipe["epochs"] == "5"
+    assert recipe["validation_split"] == "0.2" and recipe["output"] == "runs/mnist-cnn.h5"
+    dense = [line for line in out.splitlines() if "(Dense)" in line and "(batch, 1024)" in line]
+    assert len(dense) == 1 and dense[0].split()[-1] == "3,212,288"
+    assert "total 3,274,634 parameters" in out
+
+
+def test_models_name_json_and_defaults_marked(runner):
+    import json
+
+    from conftest import invoke
+
+    card = json.loads(invoke(runner, "models", "mlp", "--dataset", "mnist", "--json").output)
+    assert card["seed_row"]["row"] == "S6" and card["recipe"]["batch_size"] == 256
+    s = card["summary"]
+    assert s["dataset"] == "mnist" and s["params"] == zoo.get_spec("mlp").params
+    assert s["layers"][-1]["output_shape"] == [None, 10] and s["layers"][-1]["type"] == "Dense"
+    listing = invoke(runner, "models").output.splitlines()
+    marked = {line.split()[0] for line in listing if line.split()[1:2] == ["*"]}
+    assert marked == set(zoo.DEFAULT_MODEL.values())
+    rows = json.loads(invoke(runner, "models", "--json").output)
+    assert {r["name"]: r["default_for"] for r in rows}["mnist-vgg"] == ["mnist"]
+    bad = invoke(runner, "models", "mlp", "--dataset", "cifar10")
+    assert bad.exit_code == 1 and "built for fashion_mnist, mnist, not cifar10" in bad.output
