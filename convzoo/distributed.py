@@ -192,6 +192,7 @@ def fit_loop(strat, model, optimizer, loss_fn, head, run, train_ds, val_ds):
     def over(batches, fn):
         total = 0.0
         for x, y in batches:
+            run.stop.check()
             total = total + fn(x, y).numpy()
         return total[0] / max(total[2], 1), total[1] / max(total[2], 1)
 

@@ -37,6 +37,8 @@ class Run:
         self.history = {k: [] for k in COLUMNS}
         self.n_train, self.n_val, self.log = n_train, n_val, log
         self.optimizer = None
+        self.stop = None  # interrupt.Stop: the loops call stop.check() after every step
+        self.data = None  # (x_train, y_train, x_val, y_val)
         self.distribute = None  # the strategy and replica count, for the metadata
         self.started_from = started_from(p.weights)
         self._source = inference_model(model)

@@ -6,12 +6,14 @@ import dataclasses
 import json
 import math
 import os
+import shlex
+import shutil
 import sys
 import time
 
 import numpy as np
 
-from convzoo import backend, cpu, distributed, zoo
+from convzoo import backend, cpu, distributed, interrupt, zoo
 from convzoo import data as catalog
 from convzoo.data import store
 from convzoo.errors import ConvzooError, Diverged, Interrupted
@@ -23,6 +25,7 @@ JIT = "auto"  # Keras: no XLA on a CPU-only machine
 PIPELINE = "gather"
 STEPS_PER_EXECUTION = 8  # fewer Python round trips per epoch: 1.09-1.15x on S3 (bench/levers.py)
 MONITORS = ("val_loss", "val_accuracy")
+RECIPE_FIXED = ("loop", "schedule")  # recipe fields that are the zoo entry's, not CLI options
 
 
 def default_output(model_name, dataset):
@@ -56,6 +59,29 @@ class Plan:
     @property
     def run_dir(self):
         return run_folder(self.output)
+
+    def command(self, resume=False):
+        """The `convzoo train` command that repeats this run with every option spelled out, or
+        (resume) the one that continues it: --resume reads everything else from the run state."""
+        args = [self.dataset, "--model", self.model]
+        if not resume:
+            for f in dataclasses.fields(self.recipe):
+                value = getattr(self.recipe, f.name)
+                if f.name in RECIPE_FIXED:
+                    continue
+                flag = "--" + f.name.replace("_", "-")
+                args += [flag if value else "--no-" + flag[2:]] if isinstance(value, bool) else [flag, str(value)]
+            args += ["--seed", str(self.seed)] + (["--limit", str(self.limit)] if self.limit else [])
+            args += ["--weights", self.weights] if self.weights else []
+            args += ["--save-best"] if self.save_best else []
+            args += ["--early-stop", str(self.early_stop), "--monitor", self.monitor] if self.early_stop else []
+            args += ["--data-dir", self.data_dir]
+        args += ["--output", self.output]
+        args += ["--resume"] if resume else (["--overwrite"] if self.overwrite else [])
+        args += ["--strict"] if self.strict else []
+        args += ["--distribute", self.distribute] if self.distribute else []
+        args += ["--devices", str(self.devices)] if self.devices else []
+        return shlex.join(["convzoo", "train", *args])
 
 
 def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None, overwrite=False,
@@ -224,6 +250,22 @@ def train(p, log=lambda msg: print(msg, file=sys.stderr)):
 
 
 def _train(p, log, keras, strategy):
+    created = not os.path.lexists(p.run_dir)
+    with interrupt.graceful(log) as stop:
+        run = None
+        try:
+            run = _setup(p, log, keras, stop)
+            _loop(p, keras, strategy, run)
+            if run.epochs_left():  # TerminateOnNaN stopped fit before an epoch ended
+                raise Diverged(f"training diverged (NaN loss) in epoch {run.done + 1}; the last good "
+                               f"checkpoint is kept; try a lower --learning-rate")
+            return run.finish()
+        except KeyboardInterrupt:
+            raise Interrupted(_interrupted(p, run.done if run else 0, created)) from None
+
+
+def _setup(p, log, keras, stop):
+    """Load the data, build the model and its Run; from here on Ctrl-C waits for the step."""
     info = catalog.get(p.dataset)
     spec = zoo.get_spec(p.model)
     x_tr, y_tr, x_va, y_va = load_data(p)
@@ -239,18 +281,27 @@ def _train(p, log, keras, strategy):
         model = _build(p, info)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+    os.makedirs(p.run_dir, exist_ok=True)
+    run = Run(p, model, info, spec, len(y_tr), len(y_va), log)
+    run.stop, stop.armed = stop, True
+    run.data = x_tr, y_tr, x_va, y_va
     log(f"training {p.model} ({spec.source}, {model.count_params():,} parameters) on {p.dataset}: "
         f"{len(y_tr)} training / {len(y_va)} validation images, {p.recipe.optimizer} "
         f"lr {p.recipe.learning_rate}, batch {p.recipe.batch_size}, {p.recipe.epochs} epochs"
         + ("" if p.recipe.precision == "float32" else f", {p.recipe.precision}"))
-    os.makedirs(p.run_dir, exist_ok=True)
-    run = Run(p, model, info, spec, len(y_tr), len(y_va), log)
-    run.distribute = distributed.describe(strategy, p.distribute)
+    return run
+
+
+def _loop(p, keras, strategy, run):
+    """Restore a resumed run, then run the recipe's loop over the epochs left."""
+    log, spec = run.log, run.spec
+    x_tr, y_tr, x_va, y_va = run.data
     if strategy:
+        run.distribute = distributed.describe(strategy, p.distribute)
         log(distributed.summary(run.distribute, p.recipe.batch_size))
     steps = math.ceil(len(y_tr) / p.recipe.batch_size) * p.recipe.epochs
     run.optimizer = _optimizer(keras, p.recipe, steps)
-    run.optimizer.build(model.trainable_variables)
+    run.optimizer.build(run.model.trainable_variables)
     if p.resume:
         run.restore_state()
         if run.stopped_early:
@@ -258,27 +309,31 @@ def _train(p, log, keras, strategy):
                 f"improved for {p.early_stop} epochs); {p.output} holds epoch {run.best_epoch}'s weights; "
                 f"to train on from them: convzoo train {p.dataset} --model {p.model} --weights {p.output} "
                 f"--output {next_free(p.output)}")
-    try:
-        if strategy is not None:  # Keras 3.15's fit fails under tf.distribute: see fit_loop
-            bs = p.recipe.batch_size
-            distributed.fit_loop(strategy, model, run.optimizer, _loss(keras, spec.head), spec.head, run,
-                                 pipeline(x_tr, y_tr, bs, shuffle_seed=p.seed), pipeline(x_va, y_va, bs))
-        elif p.recipe.loop == "tape":
-            tape_loop(model, run.optimizer, _loss(keras, spec.head), run, x_tr, y_tr, x_va, y_va)
-        elif run.epochs_left():
-            compile_model(keras, model, run.optimizer, spec.head)
-            bs = p.recipe.batch_size
-            model.fit(pipeline(x_tr, y_tr, bs, shuffle_seed=p.seed), epochs=p.recipe.epochs,
-                      initial_epoch=run.done, validation_data=pipeline(x_va, y_va, bs),
-                      shuffle=False, verbose=0,  # the pipeline shuffles
-                      callbacks=[keras.callbacks.TerminateOnNaN(), _EpochEnd(keras, run)])
-    except KeyboardInterrupt:
-        where = f"{p.output} holds epoch {run.done}" if run.done else "no epoch was completed"
-        raise Interrupted(f"interrupted; {where}; continue with the same command and --resume") from None
-    if run.epochs_left():  # TerminateOnNaN stopped fit before an epoch ended
-        raise Diverged(f"training diverged (NaN loss) in epoch {run.done + 1}; the last good checkpoint "
-                       f"is kept; try a lower --learning-rate")
-    return run.finish()
+    model, bs = run.model, p.recipe.batch_size
+    if strategy is not None:  # Keras 3.15's fit fails under tf.distribute: see fit_loop
+        distributed.fit_loop(strategy, model, run.optimizer, _loss(keras, spec.head), spec.head, run,
+                             pipeline(x_tr, y_tr, bs, shuffle_seed=p.seed), pipeline(x_va, y_va, bs))
+    elif p.recipe.loop == "tape":
+        tape_loop(model, run.optimizer, _loss(keras, spec.head), run, x_tr, y_tr, x_va, y_va)
+    elif run.epochs_left():
+        compile_model(keras, model, run.optimizer, spec.head)
+        model.fit(pipeline(x_tr, y_tr, bs, shuffle_seed=p.seed), epochs=p.recipe.epochs,
+                  initial_epoch=run.done, validation_data=pipeline(x_va, y_va, bs),
+                  shuffle=False, verbose=0,  # the pipeline shuffles
+                  callbacks=[keras.callbacks.TerminateOnNaN(), _EpochEnd(keras, run)])
+
+
+def _interrupted(p, done, created):
+    """The message for a stopped run, with a command that works; a run stopped before its first
+    epoch ended leaves nothing behind (an existing run folder, with --overwrite, stays)."""
+    if done:
+        return (f"interrupted; {p.output} holds epoch {done} of {p.recipe.epochs}; continue with: "
+                f"{p.command(resume=True)}")
+    if p.resume:
+        return f"interrupted; continue with: {p.command(resume=True)}"
+    if created:
+        shutil.rmtree(p.run_dir, ignore_errors=True)
+    return f"interrupted before the first epoch ended; nothing was kept; start again with: {p.command()}"
 
 
 def pipeline(x, y, batch_size, shuffle_seed=None, kind=None):
@@ -368,6 +423,12 @@ def _EpochEnd(keras, run):
         def on_epoch_begin(self, epoch, logs=None):
             self.t0 = time.time()
 
+        def on_train_batch_end(self, batch, logs=None):
+            run.stop.check()
+
+        def on_test_batch_end(self, batch, logs=None):
+            run.stop.check()
+
         def on_epoch_end(self, epoch, logs=None):
             run.end_epoch(epoch, logs or {}, time.time() - self.t0)
             if run.stopped_early:
@@ -401,6 +462,7 @@ def tape_loop(model, optimizer, loss_fn, run, x_tr, y_tr, x_va, y_va):
     def mean_over(batches, fn):
         total_loss = total_correct = n = 0.0
         for xb, yb in batches:
+            run.stop.check()
             loss, correct = fn(xb, yb)
             total_loss += float(loss) * len(yb)
             total_correct += float(correct)
