@@ -6,8 +6,24 @@ import pytest
 
 from conftest import invoke
 
-COMMANDS = [[], ["models"], ["data"], ["data", "list"], ["data", "show"], ["data", "fetch"],
-            ["train"], ["evaluate"], ["predict"]]
+
+
+def every_command():
+    """The path of every command and group of the CLI, walked from the click group."""
+    import click
+
+    from convzoo.cli import cli
+
+    paths, todo = [], [([], cli)]
+    while todo:
+        path, cmd = todo.pop(0)
+        paths.append(path)
+        if isinstance(cmd, click.Group):
+            todo += [(path + [name], cmd.commands[name]) for name in sorted(cmd.commands)]
+    return paths
+
+
+COMMANDS = every_command()
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "convzoo")
