@@ -363,7 +363,12 @@ def compare(checkpoints, output, overwrite, as_json):
 @data_dir_option
 @click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Test images for the self-check against the checkpoint.")
-def export(checkpoint, fmt, output, overwrite, data_dir, limit):
+@click.option("--quantize", type=click.Choice(["int8"]),
+              help="tflite: post-training int8, calibrated on 500 training images [default: float32; "
+                   "output X_int8.tflite].")
+@click.option("--margin", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="--quantize: accuracy points the export may lose against the checkpoint.")
+def export(checkpoint, fmt, output, overwrite, data_dir, limit, quantize, margin):
     """Write CHECKPOINT for serving (SavedModel, .tflite, ONNX), checked against it.
 
     CHECKPOINT is a .h5/.keras file, or a dataset name for a bundled model. The output carries the
@@ -371,7 +376,8 @@ def export(checkpoint, fmt, output, overwrite, data_dir, limit):
     """
     from convzoo import export as ex
 
-    result = ex.export(resolve_checkpoint(checkpoint), fmt, output, overwrite, data_dir, limit, log=err)
+    result = ex.export(resolve_checkpoint(checkpoint), fmt, output, overwrite, data_dir, limit, log=err,
+                       quantize=quantize, margin=margin)
     click.echo(ex.format_text(result))
 
 

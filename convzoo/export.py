@@ -91,6 +91,41 @@ def _write_tflite(model, tmp, meta):
         f.write(litert.add_meta(content, meta))
 
 
+def _write_tflite_int8(model, tmp, meta, calibration):
+    """Post-training int8: weights and activations in int8 (every op, TFLITE_BUILTINS_INT8), the
+    ranges measured on `calibration` (training images); float32 0..255 in and out as the float model."""
+    import tensorflow as tf
+
+    from convzoo import litert
+
+    def representative():
+        for img in calibration:
+            yield [img[None].astype(np.float32)]
+
+    from convzoo.backend import quiet_stderr
+
+    with quiet_stderr():  # the quantizer's "fully_quantize: 0, inference_type: 6, ..." line
+        model.export(tmp, format="litert", verbose=False, optimizations=[tf.lite.Optimize.DEFAULT],
+                     representative_dataset=representative,
+                     target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]})
+    with open(tmp, "rb") as f:
+        content = f.read()
+    with open(tmp, "wb") as f:
+        f.write(litert.add_meta(content, meta))
+
+
+def _calibration(meta, data_dir, count, seed=0):
+    """`count` training images, drawn with a fixed seed: the representative set for int8 ranges."""
+    from convzoo.data import store
+
+    try:
+        x, _ = store.load(meta["dataset"], store.data_dir(data_dir), "train")
+    except DataError as e:
+        raise ConvzooError(f"--quantize int8 measures activation ranges on training images: {e}") from None
+    pick = np.random.default_rng(seed).choice(len(x), size=min(count, len(x)), replace=False)
+    return x[np.sort(pick)]
+
+
 def _write_onnx(model, tmp, meta):
     import onnx
 
@@ -158,8 +193,15 @@ def compare(p_ref, p_exp, y):
             "max_abs_diff": float(np.abs(p_ref - p_exp).max())}
 
 
-def export(path, fmt, output=None, overwrite=False, data_dir=None, limit=1000, log=None):
-    """Write CHECKPOINT in `fmt` with its metadata, checked against the .h5 first; a result dict."""
+QUANTIZE = ("int8",)
+MARGIN = 1.0  # accuracy points an int8 export may lose against the .h5 on the test images
+CALIBRATION = 500  # training images the int8 ranges are measured on
+
+
+def export(path, fmt, output=None, overwrite=False, data_dir=None, limit=1000, log=None,
+           quantize=None, margin=MARGIN):
+    """Write CHECKPOINT in `fmt` with its metadata, checked against the .h5 first; a result dict.
+    quantize="int8" (tflite only): checked on accuracy instead, refused beyond `margin` points."""
     from convzoo import checkpoint
     from convzoo.fileio import atomic_folder, atomic_path
     from convzoo.predict import probabilities, run_model
@@ -168,9 +210,18 @@ def export(path, fmt, output=None, overwrite=False, data_dir=None, limit=1000, l
     fmt = check_format(fmt)
     path = os.fspath(path)
     meta = checkpoint.require_fields(checkpoint.read_meta(path), path)
-    output = _check_output(output or default_output(path, fmt), fmt, overwrite)
+    if quantize and (quantize not in QUANTIZE or fmt != "tflite"):
+        raise ConvzooError(f"--quantize {quantize}: only int8, with --format tflite")
+    default = default_output(path, fmt)
+    if quantize:
+        default = default[:-len(".tflite")] + f"_{quantize}.tflite"
+    output = _check_output(output or default, fmt, overwrite)
     _require(fmt)
     x, y, skipped = _test_images(meta, data_dir, limit)
+    if quantize and x is None:
+        raise ConvzooError(f"--quantize {quantize} is checked on the test images and they are not there "
+                           f"({skipped}); give --data-dir")
+    calibration = _calibration(meta, data_dir, CALIBRATION) if quantize else None
     model, meta = checkpoint.load(path)
     from convzoo.fileio import sha256
 
@@ -179,6 +230,9 @@ def export(path, fmt, output=None, overwrite=False, data_dir=None, limit=1000, l
                                  "convzoo": __version__,
                                  "date": datetime.date.today().isoformat(),
                                  "input": "float32 NHWC holding 0..255 (Rescaling is in the model)"})
+    if quantize:
+        carried["export"].update(quantize=quantize, calibration=f"{len(calibration)} {meta['dataset']} "
+                                                                 "training images, seed 0")
     result = {"checkpoint": path, "output": output, "format": fmt, "metadata": WHERE[fmt],
               "dataset": meta["dataset"], "check": None, "skipped": None}
     staging = atomic_folder(output) if fmt == "savedmodel" else atomic_path(output)
@@ -187,7 +241,10 @@ def export(path, fmt, output=None, overwrite=False, data_dir=None, limit=1000, l
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                WRITERS[fmt](model, tmp, carried)
+                if quantize:
+                    _write_tflite_int8(model, tmp, carried, calibration)
+                else:
+                    WRITERS[fmt](model, tmp, carried)
                 run, stored, dtype = READERS[fmt](tmp)
         except ConvzooError:
             raise
@@ -203,7 +260,15 @@ def export(path, fmt, output=None, overwrite=False, data_dir=None, limit=1000, l
             log(f"self-check on {len(x)} {meta['dataset']} test images")
             result["check"] = check = compare(run_model(model, x, meta["head"]),
                                               probabilities(_chunked(run, x), meta["head"]), y)
-            if check["max_abs_diff"] > TOLERANCE:
+            if quantize:
+                result["quantize"], result["margin"] = quantize, margin
+                lost = 100 * (check["accuracy_h5"] - check["accuracy"])
+                if lost > margin:
+                    raise ConvzooError(f"the {quantize} export of {path} scores {100 * check['accuracy']:.2f}% "
+                                       f"on {check['n']} test images against {100 * check['accuracy_h5']:.2f}% "
+                                       f"for the checkpoint: {lost:.2f} points lost, over the {margin:g}-point "
+                                       "margin (--margin); nothing written")
+            elif check["max_abs_diff"] > TOLERANCE:
                 raise ConvzooError(f"the {fmt} export of {path} differs from the checkpoint by up to "
                                    f"{check['max_abs_diff']:.2g} in probability on {check['n']} test "
                                    f"images (limit {TOLERANCE:.0e}); nothing written")
@@ -222,7 +287,13 @@ def format_text(r):
     lines = [f"wrote {r['output']} ({r['format']}, {r['bytes'] / 2**20:.2f} MB); input {r['input']}; "
              f"class names and preprocessing in {r['metadata']}"]
     c = r["check"]
-    if c:
+    if c and r.get("quantize"):
+        lines.append(f"self-check on {c['n']} {r['dataset']} test images: accuracy {r['quantize']} "
+                     f"{c['accuracy']:.4f}, float (h5) {c['accuracy_h5']:.4f} "
+                     f"({100 * (c['accuracy'] - c['accuracy_h5']):+.2f} points; margin {r['margin']:g}); "
+                     f"top-1 agreement {100 * c['agreement']:.2f}%; max |probability difference| "
+                     f"{c['max_abs_diff']:.2g}")
+    elif c:
         lines.append(f"self-check on {c['n']} {r['dataset']} test images: accuracy {r['format']} "
                      f"{c['accuracy']:.4f}, h5 {c['accuracy_h5']:.4f}; top-1 agreement "
                      f"{100 * c['agreement']:.2f}%; max |probability difference| {c['max_abs_diff']:.2g} "

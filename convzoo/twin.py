@@ -50,7 +50,9 @@ def _runner_if_made_from(candidate, digest):
         runner = litert.Runner(candidate)
     except ConvzooError:
         return None  # a damaged or foreign file where a twin should be: the checkpoint decides
-    return runner if runner.meta.get("export", {}).get("sha256") == digest else None
+    made = runner.meta.get("export", {})
+    # a quantized export is not a twin: it does not answer within TOLERANCE
+    return runner if made.get("sha256") == digest and not made.get("quantize") else None
 
 
 def find(path):
