@@ -40,7 +40,7 @@ ALLOWED_CLASSES = {
 ALLOWED_MODULES = {None, "keras", "keras.layers", "keras.initializers", "keras.optimizers", "keras.losses",
                    "keras.optimizers.schedules",
                    "keras.models", "keras.src.models.sequential"}
-ALLOWED_ACTIVATIONS = {None, "relu", "softmax", "sigmoid", "linear"}
+ALLOWED_ACTIVATIONS = {None, "relu", "softmax", "sigmoid", "linear", "gelu"}  # gelu: cifar10-air
 LOOKUP_SUFFIXES = ("_initializer", "_regularizer", "_constraint")
 FORBIDDEN_KEYS = {"function", "function_type", "output_shape_type", "module_name", "fn"}
 

@@ -34,6 +34,22 @@ def err(msg):
     click.echo(msg, err=True)
 
 
+def recipe_options(fn):
+    """One option per zoo.Recipe field that carries help text (--schedule, --label-smoothing, ...)."""
+    import dataclasses
+
+    for f in reversed(dataclasses.fields(zoo.Recipe)):
+        if "help" not in f.metadata:
+            continue
+        flag, text = f.name.replace("_", "-"), f.metadata["help"] + " [default: the recipe's]"
+        if f.type is bool:
+            fn = click.option(f"--{flag}/--no-{flag}", f.name, default=None, help=text)(fn)
+        else:
+            kind = click.Choice(zoo.SCHEDULES) if f.name == "schedule" else f.type
+            fn = click.option(f"--{flag}", f.name, type=kind, help=text)(fn)
+    return fn
+
+
 data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False),
                                help="Dataset folder (default: $CONVZOO_DATA, else ~/.convzoo/data).")
 
@@ -254,9 +270,10 @@ def data_import(name, source, data_dir, overwrite, n_train, n_val, n_test, seed)
 @click.option("--devices", type=click.IntRange(min=1),
               help="--distribute mirrored: how many GPUs, or logical CPUs on a machine without one "
                    "[default: every GPU, else 2].")
+@recipe_options
 def train(dataset, model_name, optimizer, learning_rate, epochs, batch_size, validation_split,
           limit, precision, augment, weights, seed, data_dir, output, overwrite, resume, save_best,
-          early_stop, monitor, strict, distribute, devices):
+          early_stop, monitor, strict, distribute, devices, **recipe_fields):
     """Train a zoo model on DATASET and save a checkpoint with its run folder.
 
     The checkpoint is rewritten after every completed epoch, so an interrupted run keeps its
@@ -271,7 +288,7 @@ def train(dataset, model_name, optimizer, learning_rate, epochs, batch_size, val
                       distribute=distribute, devices=devices, early_stop=early_stop, monitor=monitor,
                       augment=augment, optimizer=optimizer, learning_rate=learning_rate,
                       epochs=epochs, batch_size=batch_size, validation_split=validation_split,
-                      precision=precision)
+                      precision=precision, **recipe_fields)
     meta = training.train(p, log=err)
     if p.scratch:  # a multi-worker run's other workers: the chief writes the checkpoint
         click.echo("worker done; the chief wrote the checkpoint and run folder")

@@ -7,7 +7,11 @@ from convzoo import checkpoint, zoo
 from convzoo.errors import ConvzooError
 
 OPTION = {"optimizer": "optimizer", "learning_rate": "learning-rate", "batch_size": "batch-size",
-          "epochs": "epochs", "validation_split": "validation-split", "precision": "precision"}
+          "epochs": "epochs", "validation_split": "validation-split", "precision": "precision",
+          "schedule": "schedule", "label_smoothing": "label-smoothing", "ema": "ema",
+          "warmup_epochs": "warmup-epochs", "weight_decay": "weight-decay", "bn_momentum": "bn-momentum",
+          "tta": "tta"}
+FLAGS = ("augment", "bn_scale", "whiten", "dirac")
 
 
 def best_epoch(history):
@@ -27,8 +31,10 @@ def command(meta, filename):
     recipe, default = meta.get("recipe") or {}, (dataclasses.asdict(spec.recipe) if spec else {})
     opts = "".join(f" --{OPTION[k]} {recipe[k]:g}" if isinstance(recipe[k], float) else
                    f" --{OPTION[k]} {recipe[k]}" for k in OPTION if k in recipe and recipe[k] != default.get(k))
-    if "augment" in recipe and recipe["augment"] != default.get("augment"):
-        opts += " --augment" if recipe["augment"] else " --no-augment"
+    for k in FLAGS:
+        if k in recipe and recipe[k] != default.get(k):
+            flag = k.replace("_", "-")
+            opts += f" --{flag}" if recipe[k] else f" --no-{flag}"
     origin = meta.get("started_from")
     line = (f"convzoo train {meta['dataset']} --model {meta['model']} --seed {meta.get('seed', 0)}"
             + (f" --limit {meta['limit']}" if meta.get("limit") else "") + opts

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from convzoo import backend, cpu, distributed, interrupt, zoo
+from convzoo import backend, cpu, distributed, interrupt, tricks, zoo
 from convzoo import data as catalog
 from convzoo.data import store
 from convzoo.errors import ConvzooError, Diverged, Interrupted
@@ -120,6 +120,7 @@ def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None,
         raise ConvzooError(f"{model} is S1's hand-written plain-SGD loop; it takes no --optimizer "
                            f"{recipe.optimizer}")
     _check_distribute(model, recipe, distribute)
+    tricks.check(recipe, model)
     weights = _check_weights(model, weights)
     output = output or default_output(model, dataset)
     if scratch:  # only the chief writes --output; this worker's copy goes to workertemp_N beside it
@@ -218,18 +219,19 @@ def _first_per_class(x, y, n):
     return x[keep], y[keep]
 
 
-def _optimizer(keras, recipe, steps):
-    lr = recipe.learning_rate
-    if recipe.schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(steps, 1))
+def _optimizer(keras, recipe, steps_per_epoch):
+    # --ema: the weights become their running average after every epoch, so each epoch's
+    # validation score and checkpoint are the averaged weights'
+    opts = dict(use_ema=True, ema_momentum=recipe.ema, ema_overwrite_frequency=steps_per_epoch) \
+        if recipe.ema else {}
     return {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop,
-            "sgd": keras.optimizers.SGD}[recipe.optimizer](learning_rate=lr)
+            "sgd": keras.optimizers.SGD}[recipe.optimizer](
+        learning_rate=tricks.schedule(keras, recipe, steps_per_epoch),
+        weight_decay=recipe.weight_decay or None, **opts)
 
 
-def _loss(keras, head):
-    if head == "sigmoid":
-        return keras.losses.BinaryCrossentropy()
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=head == "logits")
+def _loss(keras, head, label_smoothing=0.0):
+    return tricks.loss(keras, head, label_smoothing)
 
 
 def train(p, log=lambda msg: print(msg, file=sys.stderr)):
@@ -299,8 +301,12 @@ def _loop(p, keras, strategy, run):
     if strategy:
         run.distribute = distributed.describe(strategy, p.distribute)
         log(distributed.summary(run.distribute, p.recipe.batch_size))
-    steps = math.ceil(len(y_tr) / p.recipe.batch_size) * p.recipe.epochs
-    run.optimizer = _optimizer(keras, p.recipe, steps)
+    if not p.resume and not p.weights:  # fresh weights: the recipe's data-dependent init
+        if p.recipe.whiten:
+            tricks.fit_whitening(run.model, x_tr, log)
+        if p.recipe.dirac:
+            log(f"identity init in {tricks.dirac_init(run.model)} conv layers")
+    run.optimizer = _optimizer(keras, p.recipe, math.ceil(len(y_tr) / p.recipe.batch_size))
     run.optimizer.build(run.model.trainable_variables)
     if p.resume:
         run.restore_state()
@@ -311,12 +317,15 @@ def _loop(p, keras, strategy, run):
                 f"--output {next_free(p.output)}")
     model, bs = run.model, p.recipe.batch_size
     if strategy is not None:  # Keras 3.15's fit fails under tf.distribute: see fit_loop
-        distributed.fit_loop(strategy, model, run.optimizer, _loss(keras, spec.head), spec.head, run,
-                             pipeline(x_tr, y_tr, bs, shuffle_seed=p.seed), pipeline(x_va, y_va, bs))
+        distributed.fit_loop(strategy, model, run.optimizer, _loss(keras, spec.head, p.recipe.label_smoothing),
+                             spec.head, run, pipeline(x_tr, y_tr, bs, shuffle_seed=p.seed),
+                             pipeline(x_va, y_va, bs))
     elif p.recipe.loop == "tape":
-        tape_loop(model, run.optimizer, _loss(keras, spec.head), run, x_tr, y_tr, x_va, y_va)
+        tape_loop(model, run.optimizer, _loss(keras, spec.head, p.recipe.label_smoothing), run,
+                  x_tr, y_tr, x_va, y_va)
     elif run.epochs_left():
-        compile_model(keras, model, run.optimizer, spec.head)
+        compile_model(keras, model, run.optimizer, spec.head,
+                      label_smoothing=p.recipe.label_smoothing)
         model.fit(pipeline(x_tr, y_tr, bs, shuffle_seed=p.seed), epochs=p.recipe.epochs,
                   initial_epoch=run.done, validation_data=pipeline(x_va, y_va, bs),
                   shuffle=False, verbose=0,  # the pipeline shuffles
@@ -377,9 +386,10 @@ def set_threads(intra=None, inter=None):
         tf.config.threading.set_inter_op_parallelism_threads(inter)
 
 
-def compile_model(keras, model, optimizer, head, jit=None, steps_per_execution=None):
+def compile_model(keras, model, optimizer, head, jit=None, steps_per_execution=None,
+                  label_smoothing=0.0):
     """compile() as every convzoo fit runs it (bench/levers.py measures the choices)."""
-    model.compile(optimizer=optimizer, loss=_loss(keras, head), metrics=["accuracy"],
+    model.compile(optimizer=optimizer, loss=_loss(keras, head, label_smoothing), metrics=["accuracy"],
                   jit_compile=JIT if jit is None else jit,
                   steps_per_execution=steps_per_execution or STEPS_PER_EXECUTION)
 
@@ -387,13 +397,13 @@ def compile_model(keras, model, optimizer, head, jit=None, steps_per_execution=N
 def _build(p, info):
     weights = None if p.weights in (None, "none") else p.weights
     if weights and not p.model.startswith(("vgg16", "catsdogs-transfer")):
-        model = zoo.build_model(p.model, p.dataset, info.input_shape, len(info.classes),
-                                augment=p.recipe.augment)
+        model = tricks.apply_to_build(zoo.build_model(p.model, p.dataset, info.input_shape,
+                                                      len(info.classes), augment=p.recipe.augment), p.recipe)
         warm_start(model, weights)
         return model
     try:
-        return zoo.build_model(p.model, p.dataset, info.input_shape, len(info.classes),
-                               augment=p.recipe.augment, weights=weights)
+        return tricks.apply_to_build(zoo.build_model(p.model, p.dataset, info.input_shape, len(info.classes),
+                                                     augment=p.recipe.augment, weights=weights), p.recipe)
     except Exception as e:
         if weights != "imagenet" or isinstance(e, ConvzooError):
             raise

@@ -1,0 +1,171 @@
+"""The record recipes' fields: whitening, Dirac init, batch norm, schedules, label smoothing, EMA
+and TTA, each through build, train, save and load; hostile variants refused by the allowlist."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import SAMPLE, invoke, tiny_meta
+from convzoo import tricks, tta, zoo
+from convzoo.errors import CheckpointError, ConvzooError
+
+TRICKS = ["--label-smoothing", "0.1", "--ema", "0.9", "--warmup-epochs", "0.5", "--schedule", "linear",
+          "--weight-decay", "0.01", "--bn-momentum", "0.5", "--no-bn-scale", "--whiten", "--dirac",
+          "--tta", "mirror+shift1"]
+
+
+def test_whitening_weights_whiten_patches():
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (40, 8, 8, 1)).astype(np.float64)
+    images = np.clip(base + np.roll(base, 1, axis=2) * 0.8, 0, 255).astype(np.uint8)  # correlated
+    kernel, bias = tricks.whitening_weights(images)
+    assert kernel.shape == (2, 2, 1, 8) and bias.shape == (8,)
+    x = images / 255.0
+    patches = np.stack([x[:, i:7 + i, j:7 + j, 0] for i in range(2) for j in range(2)], -1).reshape(-1, 4)
+    out = patches @ kernel.reshape(4, 8)[:, :4] + bias[:4]
+    np.testing.assert_allclose(out.mean(0), 0, atol=1e-6)
+    cov = out.T @ out / len(out)
+    np.testing.assert_allclose(cov, np.diag(np.diag(cov)), atol=1e-3)  # decorrelated
+    assert np.all(np.diag(cov) > 0.5) and np.all(np.diag(cov) <= 1.0)  # unit variance, eps aside
+    np.testing.assert_allclose(kernel[..., 4:], -kernel[..., :4])
+
+
+def test_dirac_init_passes_channels_through():
+    import keras
+
+    model = keras.Sequential([keras.Input((6, 6, 2)), keras.layers.Conv2D(3, 3, padding="same",
+                                                                          use_bias=False)])
+    assert tricks.dirac_init(model) == 1
+    x = np.random.default_rng(1).normal(size=(1, 6, 6, 2)).astype("float32")
+    y = np.asarray(model(x))
+    np.testing.assert_allclose(y[..., :2], x, atol=1e-6)
+
+
+def test_warmup_schedules():
+    import keras
+
+    r = zoo.Recipe(learning_rate=1.0, epochs=10, schedule="linear", warmup_epochs=2)
+    lr = tricks.schedule(keras, r, 10)  # 100 steps, 20 of warm-up
+    at = [float(lr(s)) for s in (0, 9, 19, 60, 99)]
+    assert at[0] == pytest.approx(0.05) and at[1] == pytest.approx(0.5) and at[2] == pytest.approx(1.0)
+    assert at[3] == pytest.approx(0.5, abs=0.02) and at[4] < 0.02
+    cos = tricks.schedule(keras, zoo.Recipe(learning_rate=1.0, epochs=10, schedule="cosine",
+                                            warmup_epochs=2), 10)
+    assert float(cos(60)) == pytest.approx(0.5, abs=0.03)
+    assert isinstance(tricks.schedule(keras, zoo.Recipe(schedule="cosine"), 10),
+                      keras.optimizers.schedules.CosineDecay)  # older recipes unchanged
+
+
+def test_label_smoothing_loss():
+    import keras
+
+    y, p = np.array([0, 1]), np.array([[0.9, 0.1], [0.2, 0.8]], "float32")
+    smooth = float(tricks.loss(keras, "softmax", 0.2)(y, p))
+    onehot = np.eye(2)[y] * 0.8 + 0.1
+    assert smooth == pytest.approx(float(-(onehot * np.log(p)).sum(1).mean()), rel=1e-5)
+    assert float(tricks.loss(keras, "softmax", 0)(y, p)) < smooth
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["--label-smoothing", "1"], "--label-smoothing"), (["--ema", "1.5"], "--ema"),
+    (["--warmup-epochs", "5"], "--warmup-epochs"), (["--tta", "spin"], "--tta 'spin'"),
+    (["--tta", "shift9"], "shiftN"), (["--schedule", "steps"], "Invalid value"),
+])
+def test_bad_recipe_values_are_one_line(runner, bad, message):
+    res = invoke(runner, "train", "mnist", "--model", "fashion-vgg", "--epochs", "2", *bad,
+                 "--data-dir", SAMPLE)
+    assert res.exit_code in (1, 2) and message in res.output and "Traceback" not in res.output
+
+
+def test_every_trick_trains_saves_loads_and_gives_the_same_outputs(runner, tmp_path):
+    from convzoo import checkpoint
+    from convzoo.data import mnist
+
+    res = invoke(runner, "train", "fashion_mnist", "--model", "fashion-vgg", "--epochs", "2", "--limit",
+                 "200", "--batch-size", "50", *TRICKS, "--data-dir", SAMPLE, "--output", "m.h5")
+    assert res.exit_code == 0, res.output
+    assert "whitening layer fitted" in res.output and "identity init in 4 conv layers" in res.output
+    model, meta = checkpoint.load("m.h5")
+    r = meta["recipe"]
+    assert (r["label_smoothing"], r["ema"], r["warmup_epochs"], r["schedule"], r["bn_momentum"],
+            r["bn_scale"], r["whiten"], r["dirac"], r["tta"]) == (
+        0.1, 0.9, 0.5, "linear", 0.5, False, True, True, "mirror+shift1")
+    whiten = model.get_layer("whiten")
+    assert not whiten.trainable and model.layers.index(whiten) == 1  # right after Rescaling
+    bns = [la for la in model.layers if type(la).__name__ == "BatchNormalization"]
+    assert bns and all(la.momentum == 0.5 and not la.scale for la in bns)
+    x, _ = mnist.load(SAMPLE / "fashion_mnist", "test")
+    checkpoint.save(model, tmp_path / "again.h5", meta)
+    again, _ = checkpoint.load(tmp_path / "again.h5")
+    np.testing.assert_allclose(np.asarray(again(x[:20])), np.asarray(model(x[:20])), atol=1e-6)
+    assert "--whiten --dirac" in meta["command"] or "--whiten" in meta["command"]
+
+    # --tta: the checkpoint's views, the same figure as averaging the views by hand
+    plain = json.loads(invoke(runner, "evaluate", "m.h5", "--data-dir", SAMPLE, "--limit", "40",
+                              "--json").output)
+    res = invoke(runner, "evaluate", "m.h5", "--data-dir", SAMPLE, "--limit", "40", "--tta", "--json")
+    with_tta = json.loads(res.output)
+    assert with_tta["tta"] == "mirror+shift1" and "tta" not in plain
+    probs = tta.average(lambda b: np.asarray(model(b)), x[:40], "mirror+shift1")
+    assert with_tta["accuracy"] == pytest.approx(float((probs.argmax(1) == _[:40]).mean()))
+    res = invoke(runner, "predict", SAMPLE / "samples" / "fashion_mnist_9999_Sandal.png", "--model", "m.h5",
+                 "--tta", "--json")
+    assert res.exit_code == 0 and json.loads(res.output)[0]["predictions"]
+
+
+def test_tta_views_and_weights():
+    x = np.arange(2 * 4 * 4 * 1, dtype=np.uint8).reshape(2, 4, 4, 1)
+    assert tta.views(x, "none")[0][1] is x
+    mirror = tta.views(x, "mirror")
+    assert [w for w, _ in mirror] == [0.5, 0.5] and np.array_equal(mirror[1][1], x[:, :, ::-1])
+    six = tta.views(x, "mirror+shift1")
+    assert len(six) == 6 and sum(w for w, _ in six) == pytest.approx(1.0)
+    np.testing.assert_array_equal(six[4][1][:, 1:, 1:], x[:, :-1, :-1])  # moved down-right by 1
+    # a model that sees only the mirror-symmetric part is unchanged by mirror TTA
+    run = lambda b: b.reshape(len(b), -1)[:, :1].astype(float) + b.reshape(len(b), -1)[:, 3:4]  # noqa: E731
+    np.testing.assert_allclose(tta.average(run, x, "mirror"), run(x))
+
+
+def test_tta_views_of_old_checkpoints():
+    assert tta.views_of({"dataset": "cifar10", "recipe": {"augment": True}}) == ("mirror+shift1",
+                                                                                  "dataset default")
+    assert tta.views_of({"dataset": "mnist", "recipe": {"tta": "none"}}) == ("none", "recipe")
+
+
+@pytest.mark.parametrize("node, found", [
+    # a whitening conv whose initialiser is a registered custom object (code on load)
+    ({"class_name": "Conv2D", "module": "keras.layers", "name": "whiten", "config": {
+        "kernel_initializer": {"class_name": "Dirac", "module": "evil", "config": {},
+                               "registered_name": "evil>Dirac"}}}, "class 'Dirac'"),
+    ({"class_name": "Constant", "module": "keras.initializers", "config": {"value": 1},
+      "registered_name": "evil>Constant"}, "custom object 'evil>Constant'"),
+    ({"class_name": "Activation", "module": "keras.layers", "config": {"activation": "gelu_evil"}},
+     "activation 'gelu_evil'"),
+    ({"class_name": "Activation", "module": "keras.layers",
+      "config": {"activation": {"class_name": "function", "config": "gelu", "module": "os"}}},
+     "class 'function'"),
+    ({"class_name": "Conv2D", "module": "keras.layers", "config": {"kernel_initializer": "Dirac"}},
+     "kernel_initializer"),
+])
+def test_hostile_variants_of_the_new_layers_are_refused(node, found):
+    from convzoo import checkpoint
+
+    config = {"class_name": "Sequential", "config": {"layers": [node]}}
+    with pytest.raises(CheckpointError, match=found.replace("(", r"\(").replace(">", ".")):
+        checkpoint.check_config(config, "x.h5")
+
+
+def test_the_new_layers_pass_the_allowlist_and_load_safely(tmp_path):
+    from convzoo import checkpoint
+
+    model = zoo.build_model("cifar10-air", "cifar10", (32, 32, 3), 10, augment=False)
+    meta = tiny_meta("cifar10")
+    checkpoint.save(model, tmp_path / "air.h5", meta)
+    loaded, _ = checkpoint.load(tmp_path / "air.h5")  # safe_mode=True, nothing registered
+    x = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype(np.uint8)
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-5)
+
+
+def test_pretrained_entries_refuse_rebuilding_tricks():
+    with pytest.raises(ConvzooError, match="--whiten"):
+        tricks.check(zoo.Recipe(whiten=True), "vgg16-features")
