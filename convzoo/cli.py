@@ -318,20 +318,26 @@ def resolve_checkpoint(name):
 @click.option("--dataset", help="Score on this dataset's test set instead of the checkpoint's own.")
 @click.option("--record", is_flag=True,
               help="Store the result in the checkpoint's metadata (for `convzoo models --results`).")
-def evaluate(checkpoint, data_dir, limit, as_json, report_dir, dataset, record):
+@click.option("--tta", is_flag=True,
+              help="Average over the test-time views stored in the checkpoint (e.g. mirror+shift1).")
+def evaluate(checkpoint, data_dir, limit, as_json, report_dir, dataset, record, tta):
     """Score CHECKPOINT (a file, or a dataset name for a bundled model) on the test set."""
     from convzoo import evaluate as ev
 
     path = resolve_checkpoint(checkpoint)
-    result = ev.evaluate(path, data_dir, limit, report_dir, dataset)
+    result = ev.evaluate(path, data_dir, limit, report_dir, dataset, tta=tta)
+    if tta:
+        err(f"test-time augmentation: {result['tta']} ({result['tta_from']})")
     if record:
         if limit or dataset:
             raise ConvzooError("--record stores full test-set results only: drop --limit and --dataset")
         from convzoo import checkpoint as ckpt
         import datetime
 
-        ckpt.update_meta(path, test={k: result[k] for k in ("accuracy", "loss", "n", "dataset")} | {
-            "date": datetime.date.today().isoformat()})
+        # with --tta the figure is kept apart from the plain one: the table shows both
+        ckpt.update_meta(path, **{"test_tta" if tta else "test": {
+            k: result[k] for k in ("accuracy", "loss", "n", "dataset", "tta") if k in result} | {
+            "date": datetime.date.today().isoformat()}})
     if as_json:
         click.echo(json.dumps(result))
     else:
@@ -413,7 +419,9 @@ def export(checkpoint, fmt, output, overwrite, data_dir, limit, quantize, margin
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output file.")
 @click.option("--save-input", type=click.Path(file_okay=False),
               help="Write each preprocessed input (what the model saw) as a PNG in this folder.")
-def predict(images, model_path, top_k, as_json, no_litert, output, overwrite, save_input):
+@click.option("--tta", is_flag=True,
+              help="Average over the test-time views stored in the checkpoint (e.g. mirror+shift1).")
+def predict(images, model_path, top_k, as_json, no_litert, output, overwrite, save_input, tta):
     """Top-k labels with probabilities for each image (files or folders)."""
     from convzoo import predict as pr
 
@@ -426,7 +434,8 @@ def predict(images, model_path, top_k, as_json, no_litert, output, overwrite, sa
         err(f"using model {model_path} ({why}); choose another with --model NAME or CHECKPOINT "
             f"(bundled: {', '.join(bundled.names()) or 'none found'}) or set ${bundled.ENV_MODEL}")
     results = pr.predict(list(images), resolve_checkpoint(model_path), top_k, log=err,
-                         use_twin=not no_litert, save_input=save_input)
+                         use_twin=not no_litert, save_input=save_input,
+                         tta=tta)
     for r in results:
         for w in r.get("warnings", []):
             err(f"warning: {r['file']}: {w}")

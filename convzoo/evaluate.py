@@ -51,11 +51,12 @@ def check_fits(meta, dataset_info, path):
             f"(input {tuple(dataset_info.input_shape)}, {len(dataset_info.classes)} classes)")
 
 
-def evaluate(path, data_dir=None, limit=None, report_dir=None, dataset=None):
+def evaluate(path, data_dir=None, limit=None, report_dir=None, dataset=None, tta=False):
     """Score a checkpoint on its dataset's untouched test split; optionally write report.html and its PNGs."""
     from convzoo import checkpoint
     from convzoo import data as catalog
     from convzoo.data import store
+    from convzoo import tta as views
     from convzoo.predict import run_model
 
     meta = checkpoint.require_fields(checkpoint.read_meta(path), path)
@@ -65,9 +66,11 @@ def evaluate(path, data_dir=None, limit=None, report_dir=None, dataset=None):
     if limit:
         x, y = x[:limit], y[:limit]
     model, meta = checkpoint.load(path)
-    probs = run_model(model, x, meta["head"])
+    probs = views.probabilities(model, x, meta) if tta else run_model(model, x, meta["head"])
     result = score(probs, np.asarray(y, int), meta["classes"])
     result["dataset"], result["checkpoint"] = info.name, os.fspath(path)
+    if tta:  # which views were averaged (--tta), and whether the recipe stored them
+        result["tta"], result["tta_from"] = views.views_of(meta)
     if report_dir:
         write_report(report_dir, result, x, y, probs, meta, model)
     return result

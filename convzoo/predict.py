@@ -113,7 +113,7 @@ def open_model(model_path, log=None, use_twin=True):
     return twin.open_checkpoint(path, log or (lambda msg: None), use_twin)
 
 
-def predict(paths, model_path, top_k=3, log=None, use_twin=True, save_input=None):
+def predict(paths, model_path, top_k=3, log=None, use_twin=True, save_input=None, tta=False):
     """[{"file", "predictions": [{"label", "probability"}], "error"}] for every file, with "warnings"
     when an input looks unlike the training images; save_input: a folder for each preprocessed input
     as PNG (adds "input")."""
@@ -141,7 +141,9 @@ def predict(paths, model_path, top_k=3, log=None, use_twin=True, save_input=None
         except ImageError as e:
             results[-1]["error"] = str(e)
     if batch:
-        probs = probabilities(run(np.stack(batch)), meta["head"])
+        from convzoo import tta as views
+
+        probs = probabilities(views.outputs(run, np.stack(batch), meta, tta)[0], meta["head"])
         k = max(1, min(top_k, len(classes)))
         for i, p in zip(where, probs):
             order = np.argsort(-p)[:k]

@@ -62,7 +62,7 @@ def collect(folder):
         meta = checkpoint.read_meta(path)
         spec = zoo.REGISTRY.get(meta["model"])
         recipe = meta.get("recipe", {})
-        test = meta.get("test") or {}
+        test, tta = meta.get("test") or {}, meta.get("test_tta") or {}
         epochs, seconds = _chain(meta)
         best = best_epoch(meta.get("history"))
         rows.append({
@@ -71,6 +71,7 @@ def collect(folder):
             "size_mb": round(os.path.getsize(path) / 2**20, 2),
             "test_accuracy": test.get("accuracy"), "test_n": test.get("n"),
             "best_val_accuracy": best and best[1], "best_epoch": best and best[0],
+            "tta_accuracy": tta.get("accuracy"), "tta_views": tta.get("tta"),
             "epochs": epochs, "train_minutes": round(seconds / 60, 1),
             "batch_size": recipe.get("batch_size"), "command": command(meta, os.path.basename(path)),
             "seed_figure": spec.reported if spec else "",
@@ -91,6 +92,8 @@ def markdown(rows):
                    f"{r['best_epoch']} (`convzoo evaluate FILE --record` adds the test score)")
         else:
             acc = "not evaluated (run `convzoo evaluate FILE --record`)"
+        if r.get("tta_accuracy") is not None:  # `convzoo evaluate FILE --tta --record`
+            acc += f"; {100 * r['tta_accuracy']:.2f}% with --tta ({r['tta_views']})"
         lines.append(f"| {r['file']} | {r['dataset']} | {r['model']} ({r['source']}) | {r['params']:,} "
                      f"| {r['size_mb']} MB | {acc} | {r['epochs']} | {r['train_minutes']} min "
                      f"| `{r['command']}` | {r['seed_figure']} |")

@@ -55,6 +55,8 @@ def apply_to_build(model, recipe):
 
     cfg = model.get_config()
     layers = cfg["layers"]
+    for layer in layers:  # shapes are inferred again from the Input: a new layer changes them
+        layer.pop("build_config", None)
     for layer in layers:
         if layer["class_name"] == "BatchNormalization":
             layer["config"]["momentum"] = recipe.bn_momentum

@@ -68,3 +68,19 @@ def average(run, x, spec, batch_size=512):
         chunk = x[i:i + batch_size]
         out.append(sum(w * np.asarray(run(v), np.float64) for w, v in views(chunk, spec)))
     return np.concatenate(out) if out else np.zeros((0, 0))
+
+
+def outputs(run, x, meta, tta):
+    """(raw outputs, views used or None): run(x), or its TTA average over the checkpoint's views."""
+    if not tta:
+        return run(x), None
+    spec, _ = views_of(meta)
+    return average(run, x, spec), spec
+
+
+def probabilities(model, x, meta):
+    """A Keras model's class probabilities for a uint8 batch, averaged over the checkpoint's views."""
+    from convzoo.predict import probabilities as to_probs, raw_outputs
+
+    spec, _ = views_of(meta)
+    return to_probs(average(lambda b: raw_outputs(model, b), x, spec), meta["head"])

@@ -72,7 +72,7 @@ def test_label_smoothing_loss():
     (["--tta", "shift9"], "shiftN"), (["--schedule", "steps"], "Invalid value"),
 ])
 def test_bad_recipe_values_are_one_line(runner, bad, message):
-    res = invoke(runner, "train", "mnist", "--model", "fashion-vgg", "--epochs", "2", *bad,
+    res = invoke(runner, "train", "fashion_mnist", "--model", "fashion-vgg", "--epochs", "2", *bad,
                  "--data-dir", SAMPLE)
     assert res.exit_code in (1, 2) and message in res.output and "Traceback" not in res.output
 
@@ -94,23 +94,26 @@ def test_every_trick_trains_saves_loads_and_gives_the_same_outputs(runner, tmp_p
     assert not whiten.trainable and model.layers.index(whiten) == 1  # right after Rescaling
     bns = [la for la in model.layers if type(la).__name__ == "BatchNormalization"]
     assert bns and all(la.momentum == 0.5 and not la.scale for la in bns)
-    x, _ = mnist.load(SAMPLE / "fashion_mnist", "test")
+    x, y = mnist.load(SAMPLE / "fashion_mnist", "test")
     checkpoint.save(model, tmp_path / "again.h5", meta)
     again, _ = checkpoint.load(tmp_path / "again.h5")
     np.testing.assert_allclose(np.asarray(again(x[:20])), np.asarray(model(x[:20])), atol=1e-6)
-    assert "--whiten --dirac" in meta["command"] or "--whiten" in meta["command"]
+    from convzoo import results
+
+    line = results.command(meta, "m.h5")  # the reproduce column names every field
+    assert "--label-smoothing 0.1 --ema 0.9" in line and "--no-bn-scale --whiten --dirac" in line
 
     # --tta: the checkpoint's views, the same figure as averaging the views by hand
     plain = json.loads(invoke(runner, "evaluate", "m.h5", "--data-dir", SAMPLE, "--limit", "40",
-                              "--json").output)
+                              "--json").stdout)
     res = invoke(runner, "evaluate", "m.h5", "--data-dir", SAMPLE, "--limit", "40", "--tta", "--json")
-    with_tta = json.loads(res.output)
+    with_tta = json.loads(res.stdout)
     assert with_tta["tta"] == "mirror+shift1" and "tta" not in plain
     probs = tta.average(lambda b: np.asarray(model(b)), x[:40], "mirror+shift1")
-    assert with_tta["accuracy"] == pytest.approx(float((probs.argmax(1) == _[:40]).mean()))
+    assert with_tta["accuracy"] == pytest.approx(float((probs.argmax(1) == y[:40]).mean()))
     res = invoke(runner, "predict", SAMPLE / "samples" / "fashion_mnist_9999_Sandal.png", "--model", "m.h5",
                  "--tta", "--json")
-    assert res.exit_code == 0 and json.loads(res.output)[0]["predictions"]
+    assert res.exit_code == 0 and json.loads(res.stdout)[0]["predictions"]
 
 
 def test_tta_views_and_weights():
