@@ -156,7 +156,7 @@ register(ModelSpec(
     description="airbench94 as a Sequential: frozen 2x2 whitening conv - GELU - 3 blocks (conv - pool -"
                 " BN - GELU - conv - BN - GELU) 64/256/256 - pool 3 - dense 10; flip + 2 px shifts",
     recipe=Recipe(optimizer="adam", learning_rate=2e-3, batch_size=512, epochs=32, schedule="linear",
-                  warmup_epochs=2, augment=True, validation_split=0.05, label_smoothing=0.2,
+                  warmup_epochs=2, augment=True, validation_split=0.05, label_smoothing=0.2, ema=0.99,
                   weight_decay=0.05, bn_momentum=0.4, bn_scale=False, whiten=True, dirac=True,
                   tta="mirror+shift1"),
     params=1_973_944,
