@@ -317,7 +317,8 @@ def _loop(p, keras, strategy, run):
                 f"--output {next_free(p.output)}")
     model, bs = run.model, p.recipe.batch_size
     if strategy is not None:  # Keras 3.15's fit fails under tf.distribute: see fit_loop
-        distributed.fit_loop(strategy, model, run.optimizer, _loss(keras, spec.head, p.recipe.label_smoothing),
+        loss = _loss(keras, spec.head, p.recipe.label_smoothing)
+        distributed.fit_loop(strategy, model, run.optimizer, loss,
                              spec.head, run, pipeline(x_tr, y_tr, bs, shuffle_seed=p.seed),
                              pipeline(x_va, y_va, bs))
     elif p.recipe.loop == "tape":
