@@ -172,3 +172,24 @@ def test_the_new_layers_pass_the_allowlist_and_load_safely(tmp_path):
 def test_pretrained_entries_refuse_rebuilding_tricks():
     with pytest.raises(ConvzooError, match="--whiten"):
         tricks.check(zoo.Recipe(whiten=True), "vgg16-features")
+
+
+def test_ema_weights_are_the_average_at_every_epoch_end():
+    import keras
+
+    from convzoo import train
+
+    opt = train._optimizer(keras, zoo.Recipe(learning_rate=0.1, epochs=2, ema=0.5), 5)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", steps_per_execution=8)
+    x = np.random.default_rng(0).normal(size=(40, 3)).astype("float32")
+    same = []
+
+    class Check(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            same.append(np.allclose(model.trainable_variables[0].numpy(),
+                                    opt._model_variables_moving_average[0].numpy()))
+
+    model.fit(x, (x[:, 0] > 0).astype("int32"), batch_size=8, epochs=2, verbose=0, shuffle=False,
+              callbacks=[Check()])
+    assert same == [True, True] and int(opt.iterations.numpy()) == 10
