@@ -143,6 +143,8 @@ def predict(paths, model_path, top_k=3, log=None, use_twin=True, save_input=None
     if batch:
         from convzoo import tta as views
 
+        if tta and log:
+            log("test-time augmentation: %s (%s)" % views.views_of(meta))
         probs = probabilities(views.outputs(run, np.stack(batch), meta, tta)[0], meta["head"])
         k = max(1, min(top_k, len(classes)))
         for i, p in zip(where, probs):
