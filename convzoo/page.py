@@ -16,13 +16,13 @@ header{background:#243b53;color:#fff;padding:10px 20px}
 header h1{font-size:18px;margin:0}
 main{display:flex;flex-wrap:wrap;gap:20px;padding:20px}
 section{background:#fff;border:1px solid #ddd;border-radius:6px;padding:14px 16px;min-width:300px;flex:0 1 auto}
-#models-box{max-width:330px}
+#models-box,#drop-box{max-width:300px}
 h2{font-size:15px;margin:0 0 10px}
 select{font-size:15px;padding:3px}
 #drop{border:2px dashed #8aa;border-radius:6px;padding:22px;text-align:center;color:#566;cursor:pointer}
 #drop.over{background:#e6f0f5;border-color:#246}
 #pad{border:1px solid #999;touch-action:none;cursor:crosshair;background:#fff;display:block}
-#preview{max-width:280px;max-height:200px;display:block;margin-top:8px}
+#preview{max-width:260px;max-height:200px;display:block;margin-top:8px}
 #seen{width:140px;height:140px;image-rendering:pixelated;border:1px solid #999;background:#000}
 .bar{display:flex;align-items:center;gap:8px;margin:3px 0}
 .bar .l{width:110px;text-align:right;overflow:hidden;white-space:nowrap}
@@ -47,7 +47,7 @@ small{color:#667}
  <canvas id="pad" width="280" height="280" aria-label="drawing pad"></canvas>
  <p><button id="clear" type="button">Clear</button> <small>dark ink on white, as on paper</small></p>
 </section>
-<section><h2>Or drop an image</h2>
+<section id="drop-box"><h2>Or drop an image</h2>
  <div id="drop" tabindex="0">Drop an image here, or click to choose one
   <input id="file" type="file" accept="image/*" hidden></div>
  <img id="preview" alt="">
