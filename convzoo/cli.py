@@ -507,3 +507,18 @@ def explain(images, model_path, output, class_name, overwrite):
         click.echo(f"{r['file']}: {r['label']} {r['probability']:.3f} -> {r['folder']}{os.sep} "
                    f"({', '.join(r['files'])})")
     click.echo(f"first layer's filters: {os.path.join(output, 'filters.png')}")
+
+
+@cli.command()
+@click.argument("model_name", metavar="MODEL")
+@click.option("--dataset", help="Dataset for a model that fits several (mlp) [default: its first].")
+@click.option("--output", type=click.Path(dir_okay=False), help="Script path [default: ./MODEL.py].")
+@click.option("--weights", help="catsdogs-transfer*: the convzoo checkpoint whose conv base it starts "
+                                "from; vgg16-*: imagenet (default) or a weights file.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing script.")
+def eject(model_name, dataset, output, weights, overwrite):
+    """Write MODEL's recipe as one standalone Keras script (data, network, training, save)."""
+    from convzoo import eject as ej
+
+    path = ej.eject(model_name, dataset, output, overwrite, weights)
+    click.echo(f"wrote {path}; run it with: python {path} --data-dir DATA_DIR")
