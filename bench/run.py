@@ -245,6 +245,7 @@ def pipeline_rows(x, y, batch, repeats, tiny):
 
     from convzoo import backend, train, zoo
     from convzoo.data import folders
+    from convzoo import data as catalog
     from convzoo.nets import augmentation
 
     keras = backend.load()
@@ -260,7 +261,7 @@ def pipeline_rows(x, y, batch, repeats, tiny):
             paths.append(p)
         t = median_time(lambda: [folders.decode(p, (150, 150)) for p in paths], repeats)
     rows["cats_decode_resize_images_per_s"] = round(n / t, 1)
-    aug = keras.Sequential([keras.Input((150, 150, 3)), *augmentation("cats_vs_dogs")])
+    aug = keras.Sequential([keras.Input((150, 150, 3)), *augmentation(catalog.get("cats_vs_dogs").augmentation)])
     run_aug = tf.function(lambda b: aug(b, training=True))
     xb = tf.constant(x[:batch].astype("float32"))
     run_aug(xb)

@@ -117,7 +117,8 @@ def models(name, as_json, dataset, results_dir):
         recipe = (f"{r['optimizer']} lr {r['learning_rate']:g}, batch {r['batch_size']}, "
                   f"{r['epochs']} epochs" + (", tape loop" if r["loop"] == "tape" else "") +
                   (", cosine" if r["schedule"] == "cosine" else "") + (", augment" if r["augment"] else ""))
-        params = f"{row['params']:>11,}" if row["params"] else f"{'(base)':>11}"  # set by --weights
+        # 0: set by the input (any-dataset models) or by --weights (a transfer's base)
+        params = f"{row['params']:>11,}" if row["params"] else f"{'(varies)':>11}"
         shown = row["name"] + (" *" if row["default_for"] else "")
         click.echo(f"{shown:<28}{','.join(row['datasets']):<24}{params}  {row['source']:<7}{recipe}")
     click.echo("\n* the dataset's default: `convzoo train DATASET` without --model trains it; "
@@ -138,7 +139,7 @@ def data_list(data_dir, as_json):
     from convzoo.data import store
 
     root = store.data_dir(data_dir)
-    rows = [store.status(name, root) for name in catalog.DATASETS]
+    rows = [store.status(name, root) for name in catalog.names(root)]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -152,7 +153,8 @@ def data_list(data_dir, as_json):
 @click.argument("name")
 @data_dir_option
 @click.option("--output", type=click.Path(dir_okay=False), help="Write the sample grid to this PNG.")
-@click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True)
+@click.option("--split", type=click.Choice(["train", "validation", "test"]), default="train",
+              show_default=True)
 @click.option("--count", type=click.IntRange(1, 200), default=32, show_default=True,
               help="How many sample images.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output file.")
@@ -163,10 +165,13 @@ def data_show(name, data_dir, output, split, count, overwrite):
     from convzoo.data import store
     from convzoo.fileio import check_output
 
-    info = catalog.get(name)
+    root = store.data_dir(data_dir)
+    info = catalog.get(name, root)
+    if split not in info.splits:
+        raise ConvzooError(f"{name} has no {split} split; choose from {', '.join(info.splits)}")
     if output:
         output = check_output(output, overwrite)
-    x, y = store.load(name, store.data_dir(data_dir), split)
+    x, y = store.load(name, root, split)
     counts = np.bincount(np.asarray(y, int), minlength=len(info.classes))
     click.echo(f"{name} {split}: {len(y):,} images, {len(info.classes)} classes, "
                f"shape {tuple(x.shape[1:])}")
@@ -189,8 +194,9 @@ def data_fetch(name, data_dir):
     """Download a dataset through keras.datasets (needs the network)."""
     from convzoo.data import store
 
-    catalog.get(name)
-    where = store.fetch(name, store.data_dir(data_dir))
+    root = store.data_dir(data_dir)
+    catalog.get(name, root)
+    where = store.fetch(name, root)
     click.echo(f"{name} written to {where}")
 
 
@@ -199,30 +205,59 @@ def data_fetch(name, data_dir):
 @click.argument("source", type=click.Path(exists=True))
 @data_dir_option
 @click.option("--overwrite", is_flag=True, help="Replace an existing dataset folder.")
-@click.option("--train", "n_train", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="cats_vs_dogs: training images per class.")
-@click.option("--validation", "n_val", type=click.IntRange(min=1), default=500, show_default=True,
-              help="cats_vs_dogs: validation images per class.")
-@click.option("--test", "n_test", type=click.IntRange(min=1), default=500, show_default=True,
-              help="cats_vs_dogs: test images per class.")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="cats_vs_dogs: shuffle seed when file names carry no numbers.")
-def data_import(name, source, data_dir, overwrite, n_train, n_val, n_test, seed):
-    """Build a dataset folder from SOURCE (a folder, .zip or .tar.gz); bad images are skipped."""
+@click.option("--train", "n_train", type=click.IntRange(min=1),
+              help="cats_vs_dogs: training images per class [default: 1000].")
+@click.option("--validation", "n_val", type=click.FloatRange(min=0),
+              help="Your own images: the fraction of each class cut for validation where the source "
+                   "has no validation/ folder [default: 0.1]; cats_vs_dogs: images per class [500].")
+@click.option("--test", "n_test", type=click.FloatRange(min=0),
+              help="Your own images: the fraction cut for test where the source has no test/ folder "
+                   "[default: 0.1]; cats_vs_dogs: images per class [500].")
+@click.option("--seed", type=int, help="Seed of the split (cats_vs_dogs: of the shuffle of files "
+                                       "without numbers) [default: 0].")
+@click.option("--image-size", type=click.IntRange(8, 512),
+              help="Your own images: the square input size models take [default: chosen from the images].")
+@click.option("--color", type=click.Choice(["rgb", "gray"]),
+              help="Your own images: colour mode [default: gray when every image is grayscale].")
+def data_import(name, source, data_dir, overwrite, n_train, n_val, n_test, seed, image_size, color):
+    """Build dataset NAME from SOURCE (a folder, .zip or .tar.gz); bad images are skipped.
+
+    NAME is a built-in dataset with its own importer (cifar10, cats_vs_dogs), or any new name
+    (lower-case letters, digits, - and _) for your own images laid out as <class>/<images> or
+    train/<class>/... with optional validation/ (or val/) and test/.
+    """
     from convzoo.data import store
 
-    mod = catalog.loader(name)
-    if not hasattr(mod, "import_source"):
-        raise ConvzooError(f"{name} is not imported from a folder: use `convzoo data fetch {name}` "
-                           f"or {mod.missing_message(store.folder(name, store.data_dir(data_dir)))}")
-    opts = dict(train=n_train, validation=n_val, test=n_test, seed=seed) if name == "cats_vs_dogs" else {}
-    report = mod.import_source(source, store.folder(name, store.data_dir(data_dir)),
-                               overwrite=overwrite, **opts)
-    written = ", ".join(f"{split} {n:,}" for split, n in report["written"].items())
-    for entry, why in report["skipped"][:20]:
+    root = store.data_dir(data_dir)
+    mod, accepted = catalog.importer(name, root)
+    given = {"train": n_train, "validation": n_val, "test": n_test, "seed": seed,
+             "image_size": image_size, "color": color}
+    given = {k: int(v) if isinstance(v, float) and v.is_integer() else v
+             for k, v in given.items() if v is not None}
+    refused = [k for k in given if k not in accepted]
+    if refused:
+        raise ConvzooError(f"{', '.join('--' + k.replace('_', '-') for k in refused)}: not an option of "
+                           f"{name}'s import (it takes {', '.join('--' + k.replace('_', '-') for k in accepted) or 'none'})")
+    report = mod.import_source(source, store.folder(name, root), overwrite=overwrite, **given)
+    print_import(name, report)
+
+
+def print_import(name, report, echo=click.echo):
+    for note in report.get("notes", []):
+        err(note)
+    ignored = report["ignored"] if isinstance(report.get("ignored"), list) else []
+    for entry, why in (ignored + report["skipped"])[:20]:
         err(f"skipped {entry}: {why}")
-    click.echo(f"{name} imported to {report['folder']}: {written}; skipped {len(report['skipped'])} "
-               f"unreadable file(s)")
+    if len(ignored + report["skipped"]) > 20:
+        err(f"... and {len(ignored + report['skipped']) - 20} more (all listed in the dataset card)")
+    written = ", ".join(f"{split} {n:,}" for split, n in report["written"].items())
+    echo(f"{name} imported to {report['folder']}: {written}; skipped {len(report['skipped'])} "
+         f"unreadable file(s)" + (f", {len(ignored)} other file(s)" if ignored else ""))
+    if report.get("per_class"):
+        splits = list(report["written"])
+        echo(f"  {'class':<20}" + "".join(f"{s:>12}" for s in splits))
+        for cls, row in report["per_class"].items():
+            echo(f"  {cls[:20]:<20}" + "".join(f"{row.get(s, 0):>12,}" for s in splits))
 
 
 # ---------------------------------------------------------------- train
@@ -276,6 +311,9 @@ def train(dataset, model_name, optimizer, learning_rate, epochs, batch_size, val
           early_stop, monitor, strict, distribute, devices, **recipe_fields):
     """Train a zoo model on DATASET and save a checkpoint with its run folder.
 
+    DATASET is a dataset name, or a folder of class folders: imported first under the folder's
+    name (and reused on the next run while the folder is unchanged).
+
     The checkpoint is rewritten after every completed epoch, so an interrupted run keeps its
     last good epoch and continues with --resume.
     """
@@ -283,6 +321,13 @@ def train(dataset, model_name, optimizer, learning_rate, epochs, batch_size, val
 
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
+    if os.path.isdir(dataset) and (os.sep in dataset or dataset not in catalog.names(data_dir)):
+        from convzoo.data import imported, store
+
+        dataset, report, message = imported.import_once(dataset, store.data_dir(data_dir))
+        err(message)
+        if report:
+            print_import(dataset, report, echo=err)
     p = training.plan(dataset, model_name, output=output, data_dir=data_dir, seed=seed, limit=limit,
                       overwrite=overwrite, resume=resume, save_best=save_best, weights=weights, strict=strict,
                       distribute=distribute, devices=devices, early_stop=early_stop, monitor=monitor,

@@ -8,12 +8,12 @@ def _start(input_shape, augment=()):
     return [keras.Input(shape=input_shape), *augment, layers.Rescaling(1.0 / 255)]
 
 
-def mnist_cnn(input_shape, num_classes, dataset=None, augment=False, **_):
+def mnist_cnn(input_shape, num_classes, augment=(), **_):
     """S3 ("Learning TensorFlow" ch.4); the book reports about 99.2% on MNIST."""
     # the book's weights: truncated normal std 0.1, biases 0.1; its keep_prob=0.5 is Dropout(0.5)
     init = dict(kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.1),
                 bias_initializer=keras.initializers.Constant(0.1))
-    return keras.Sequential(_start(input_shape, augmentation(dataset, augment)) + [
+    return keras.Sequential(_start(input_shape, augment) + [
         layers.Conv2D(32, 5, padding="same", activation="relu", **init),
         layers.MaxPooling2D(2),
         layers.Conv2D(64, 5, padding="same", activation="relu", **init),
@@ -37,21 +37,21 @@ def _fashion_convnet(input_shape, num_classes, dropout, logits, augment=()):
     ]
 
 
-def fashion_cnn(input_shape, num_classes, dataset=None, augment=False, **_):
+def fashion_cnn(input_shape, num_classes, augment=(), **_):
     """S2: the S1 convnet in Keras with a Dropout between the conv part and the dense part."""
     return keras.Sequential(_fashion_convnet(input_shape, num_classes, True, False,
-                                             augmentation(dataset, augment)), name="fashion_cnn")
+                                             augment), name="fashion_cnn")
 
 
-def fashion_cnn_scratch(input_shape, num_classes, dataset=None, augment=False, **_):
+def fashion_cnn_scratch(input_shape, num_classes, augment=(), **_):
     """S1: the same convnet ending in logits, trained by the hand-written GradientTape loop."""
     return keras.Sequential(_fashion_convnet(input_shape, num_classes, False, True,
-                                             augmentation(dataset, augment)), name="fashion_cnn_scratch")
+                                             augment), name="fashion_cnn_scratch")
 
 
-def mlp(input_shape, num_classes, dataset=None, augment=False, **_):
+def mlp(input_shape, num_classes, augment=(), **_):
     """S6: 784 - 100 sigmoid - 10 softmax; the notes report validation accuracy 0.815."""
-    return keras.Sequential(_start(input_shape, augmentation(dataset, augment)) + [
+    return keras.Sequential(_start(input_shape, augment) + [
         layers.Flatten(),
         layers.Dense(100, activation="sigmoid"),
         layers.Dense(num_classes, activation="softmax"),
@@ -78,21 +78,21 @@ def _vgg(input_shape, num_classes, augment, bn, widths, dropouts, name):
     ], name=name)
 
 
-def mnist_vgg(input_shape, num_classes, dataset="mnist", augment=True, **_):
+def mnist_vgg(input_shape, num_classes, augment=(), **_):
     """S3 improved: 3x3 conv pairs, light shift/rotate/zoom augmentation; the release MNIST model."""
-    return _vgg(input_shape, num_classes, augmentation(dataset, augment), False, (32, 64), (0.1, 0.2),
+    return _vgg(input_shape, num_classes, augment, False, (32, 64), (0.1, 0.2),
                 "mnist_vgg")
 
 
-def fashion_vgg(input_shape, num_classes, dataset="fashion_mnist", augment=True, **_):
+def fashion_vgg(input_shape, num_classes, augment=(), **_):
     """S2 improved: 3x3 conv pairs with batch norm, flips and shifts; the release Fashion-MNIST model."""
-    return _vgg(input_shape, num_classes, augmentation(dataset, augment), True, (32, 64), (0.1, 0.2),
+    return _vgg(input_shape, num_classes, augment, True, (32, 64), (0.1, 0.2),
                 "fashion_vgg")
 
 
-def cifar10_cnn(input_shape, num_classes, dataset="cifar10", augment=False, **_):
+def cifar10_cnn(input_shape, num_classes, augment=(), **_):
     """S4: conv 5x5 32/64/128, each with 2x2 pooling, dense 512, dropout, 10 classes."""
-    return keras.Sequential(_start(input_shape, augmentation(dataset, augment)) + [
+    return keras.Sequential(_start(input_shape, augment) + [
         *_conv(32, False, 5), layers.MaxPooling2D(2),
         *_conv(64, False, 5), layers.MaxPooling2D(2),
         *_conv(128, False, 5), layers.MaxPooling2D(2),
@@ -103,20 +103,20 @@ def cifar10_cnn(input_shape, num_classes, dataset="cifar10", augment=False, **_)
     ], name="cifar10_cnn")
 
 
-def cifar10_vgg_small(input_shape, num_classes, dataset="cifar10", augment=True, **_):
+def cifar10_vgg_small(input_shape, num_classes, augment=(), **_):
     """cifar10-vgg at half width (32/64/128) with heavier dropout: 0.8 M parameters, 82.3% test."""
-    return _vgg(input_shape, num_classes, augmentation(dataset, augment), True, (32, 64, 128),
+    return _vgg(input_shape, num_classes, augment, True, (32, 64, 128),
                 (0.2, 0.3, 0.4), "cifar10_vgg_small")
 
 
-def cifar10_vgg(input_shape, num_classes, dataset="cifar10", augment=True, **_):
+def cifar10_vgg(input_shape, num_classes, augment=(), **_):
     """S4 improved: three VGG blocks (64/128/256) with batch norm and no dropout inside them, flips
     and shifts, dropout before a linear classifier; the release CIFAR-10 design."""
     # dropout after every block (cifar10-vgg-small) learns slowly: 82.3% after 40 epochs
     body = []
     for width in (64, 128, 256):
         body += [*_conv(width, True), *_conv(width, True), layers.MaxPooling2D(2)]
-    return keras.Sequential(_start(input_shape, augmentation(dataset, augment)) + body + [
+    return keras.Sequential(_start(input_shape, augment) + body + [
         layers.Flatten(),
         layers.Dropout(0.5),
         layers.Dense(num_classes, activation="softmax"),
@@ -163,17 +163,17 @@ def _catsdogs(input_shape, augment, dropout, name):
     ], name=name)
 
 
-def catsdogs_cnn(input_shape, num_classes, dataset="cats_vs_dogs", augment=False, **_):
+def catsdogs_cnn(input_shape, num_classes, augment=(), **_):
     """S8 exactly; the book's curves show it over-fitting."""
-    return _catsdogs(input_shape, augmentation(dataset, augment), False, "catsdogs_cnn")
+    return _catsdogs(input_shape, augment, False, "catsdogs_cnn")
 
 
-def catsdogs_cnn_aug(input_shape, num_classes, dataset="cats_vs_dogs", augment=True, **_):
+def catsdogs_cnn_aug(input_shape, num_classes, augment=(), **_):
     """S9: S8 plus Dropout(0.5) after Flatten, trained with augmentation; about 82% in the book."""
-    return _catsdogs(input_shape, augmentation(dataset, augment), True, "catsdogs_cnn_aug")
+    return _catsdogs(input_shape, augment, True, "catsdogs_cnn_aug")
 
 
-def catsdogs_vgg(input_shape, num_classes, dataset="cats_vs_dogs", augment=True, **_):
+def catsdogs_vgg(input_shape, num_classes, augment=(), **_):
     """S8 improved: a stride-2 stem, four conv+BN blocks (64-128-128-256), global average pooling,
     S9's augmentation; the release cats-vs-dogs model (target 85% on the test split)."""
     # the stride-2 stem quarters the cost of every later layer: 2 CPU cores must train it
@@ -181,7 +181,7 @@ def catsdogs_vgg(input_shape, num_classes, dataset="cats_vs_dogs", augment=True,
             layers.BatchNormalization(), layers.Activation("relu")]
     for width in (64, 128, 128, 256):
         body += [*_conv(width, True), layers.MaxPooling2D(2)]
-    return keras.Sequential(_start(input_shape, augmentation(dataset, augment)) + body + [
+    return keras.Sequential(_start(input_shape, augment) + body + [
         layers.GlobalAveragePooling2D(),
         layers.Dropout(0.5),
         layers.Dense(256, activation="relu"),
@@ -206,43 +206,54 @@ def _vgg16(input_shape, augment, weights, finetune, name):
     ], name=name)
 
 
-def vgg16_features(input_shape, num_classes, dataset="cats_vs_dogs", augment=False, weights=None, **_):
+def vgg16_features(input_shape, num_classes, augment=(), weights=None, **_):
     """S11 feature extraction: frozen VGG16 base; about 90% in the book with ImageNet weights."""
-    return _vgg16(input_shape, augmentation(dataset, augment), weights, False, "vgg16_features")
+    return _vgg16(input_shape, augment, weights, False, "vgg16_features")
 
 
-def vgg16_finetune(input_shape, num_classes, dataset="cats_vs_dogs", augment=True, weights=None, **_):
+def vgg16_finetune(input_shape, num_classes, augment=(), weights=None, **_):
     """S11 fine-tuning: VGG16 with block5 unfrozen; about 97% in the book with ImageNet weights."""
-    return _vgg16(input_shape, augmentation(dataset, augment), weights, True, "vgg16_finetune")
+    return _vgg16(input_shape, augment, weights, True, "vgg16_finetune")
 
 
-def _transfer(input_shape, num_classes, dataset, augment, weights, finetune, name):
+def _transfer(input_shape, num_classes, augment, weights, finetune, name, head="sigmoid"):
     """A convzoo checkpoint's convolutional base (every layer before its Flatten or global pooling)
     under a new head; frozen, or with its last conv block unfrozen (S11's two stages, without
-    downloads). A checkpoint of this same kind is continued whole: features first, then finetune."""
-    from convzoo import checkpoint
+    downloads). A checkpoint of a transfer entry is continued whole: features first, then finetune."""
+    from convzoo import checkpoint, zoo
     from convzoo.errors import ConvzooError
 
     if not weights:
         raise ConvzooError(f"{name} starts from a convzoo checkpoint: pass --weights CHECKPOINT.h5")
     source, meta = checkpoint.load(weights)
-    whole = meta.get("model", "").startswith("catsdogs-transfer")  # stage 2 from stage 1
+    whole = zoo.is_transfer(meta.get("model", ""))  # stage 2 from stage 1
+    if tuple(source.input_shape[1:])[-1:] != tuple(input_shape)[-1:]:
+        raise ConvzooError(f"--weights {weights}: its base takes {source.input_shape[-1]}-channel "
+                           f"images, these are {input_shape[-1]}-channel; choose a base of the same colour")
+    if whole and tuple(source.input_shape[1:]) != tuple(input_shape):
+        raise ConvzooError(f"--weights {weights}: a transfer model for input {tuple(source.input_shape[1:])}, "
+                           f"not {tuple(input_shape)}")
     cut = next((i for i, layer in enumerate(source.layers)
                 if isinstance(layer, (layers.Flatten, layers.GlobalAveragePooling2D))), None)
     if cut is None:
         raise ConvzooError(f"{weights}: no convolutional base (nothing before a Flatten layer)")
     old = [layer for layer in (source.layers if whole else source.layers[:cut])
-           if not isinstance(layer, layers.Rescaling) and not type(layer).__name__.startswith("Random")]
+           if not isinstance(layer, layers.Rescaling) and not is_augmentation(layer)]
+    if whole and old[-1].get_config().get("units") != (1 if head == "sigmoid" else num_classes):
+        raise ConvzooError(f"--weights {weights}: its head has {old[-1].get_config().get('units')} "
+                           f"outputs; this dataset needs {name}'s for {num_classes} classes")
     clones = [type(layer).from_config({**layer.get_config(),
                                        "name": layer.name if whole else f"base_{layer.name}"})
               for layer in old]
-    head = [] if whole else [layers.GlobalAveragePooling2D(), layers.Dropout(0.5),
-                             layers.Dense(256, activation="relu"), layers.Dense(1, activation="sigmoid")]
+    out = (layers.Dense(1, activation="sigmoid") if head == "sigmoid"
+           else layers.Dense(num_classes, activation="softmax"))
+    top = [] if whole else [layers.GlobalAveragePooling2D(), layers.Dropout(0.5),
+                            layers.Dense(256, activation="relu"), out]
     # average-pool large images down towards the scale the base learned (150 px -> 50 for a 32 px
     # base: 81.6% validation after 8 frozen epochs, against 78.0% at 75 px)
     k = max(1, round(input_shape[0] / (1.5 * source.input_shape[1])))
     shrink = [layers.AveragePooling2D(k, name="shrink")] if k > 1 and not whole else []
-    model = keras.Sequential(_start(input_shape, augment) + shrink + clones + head, name=name)
+    model = keras.Sequential(_start(input_shape, augment) + shrink + clones + top, name=name)
     for new, src in zip(clones, old):
         new.set_weights(src.get_weights())
     base = clones[:sum(1 for layer in old if source.layers.index(layer) < cut)]
@@ -254,39 +265,95 @@ def _transfer(input_shape, num_classes, dataset, augment, weights, finetune, nam
     return model
 
 
-def catsdogs_transfer(input_shape, num_classes, dataset="cats_vs_dogs", augment=True, weights=None, **_):
+def catsdogs_transfer(input_shape, num_classes, augment=(), weights=None, **_):
     """S11 without downloads, stage 1: a frozen convzoo conv base (e.g. models/cifar10.h5), new head."""
-    return _transfer(input_shape, num_classes, dataset, augmentation(dataset, augment), weights, False,
-                     "catsdogs_transfer")
+    return _transfer(input_shape, num_classes, augment, weights, False, "catsdogs_transfer")
 
 
-def catsdogs_transfer_finetune(input_shape, num_classes, dataset="cats_vs_dogs", augment=True,
-                               weights=None, **_):
+def catsdogs_transfer_finetune(input_shape, num_classes, augment=(), weights=None, **_):
     """S11 without downloads, stage 2: the same with the base's last conv block unfrozen."""
-    return _transfer(input_shape, num_classes, dataset, augmentation(dataset, augment), weights, True,
-                     "catsdogs_transfer_finetune")
+    return _transfer(input_shape, num_classes, augment, weights, True, "catsdogs_transfer_finetune")
 
 
-def augmentation(dataset, on=True):
-    """Each dataset's augmentation as preprocessing layers: active in training only."""
-    if not on:
-        return []
-    if dataset == "mnist":
-        return [layers.RandomRotation(0.03, fill_mode="constant"),
-                layers.RandomTranslation(0.1, 0.1, fill_mode="constant"),
-                layers.RandomZoom(0.1, fill_mode="constant")]
-    if dataset == "fashion_mnist":
-        return [layers.RandomFlip("horizontal"),
-                layers.RandomTranslation(0.08, 0.08, fill_mode="constant")]
-    if dataset == "cifar10":
-        return [layers.RandomFlip("horizontal"),
-                layers.RandomTranslation(0.1, 0.1, fill_mode="reflect")]
+def transfer(input_shape, num_classes, augment=(), weights=None, **_):
+    """catsdogs-transfer for any dataset: a frozen convzoo base, a softmax head for its classes."""
+    return _transfer(input_shape, num_classes, augment, weights, False, "transfer", head="softmax")
+
+
+def transfer_finetune(input_shape, num_classes, augment=(), weights=None, **_):
+    """transfer with the base's last conv block unfrozen (stage 2, from a transfer checkpoint)."""
+    return _transfer(input_shape, num_classes, augment, weights, True, "transfer_finetune", head="softmax")
+
+
+def small_cnn(input_shape, num_classes, augment=(), **_):
+    """S8's stack for any dataset: Conv2D 32-64-128-128 3x3, each pooled, as many of the four stages
+    as the input allows (150 px: all four, S8 exactly; 32 px: three), dropout, dense 512, softmax."""
+    body, size = [], input_shape[0]
+    for width in (32, 64, 128, 128):
+        if (size - 2) // 2 < 1:
+            break
+        body += [layers.Conv2D(width, 3, activation="relu"), layers.MaxPooling2D(2)]
+        size = (size - 2) // 2
+    return keras.Sequential(_start(input_shape, augment) + body + [
+        layers.Flatten(),
+        layers.Dropout(0.5),
+        layers.Dense(512, activation="relu"),
+        layers.Dense(num_classes, activation="softmax"),
+    ], name="small_cnn")
+
+
+def small_vgg(input_shape, num_classes, augment=(), **_):
+    """catsdogs-vgg's batch-norm design for any dataset: a stem (stride 2 above 64 px), four conv+BN
+    blocks 64-128-128-256 pooled while the image is 2 px or more, global average pool, softmax."""
+    big = input_shape[0] > 64
+    body = [layers.Conv2D(32, 3, strides=2 if big else 1, padding="same", use_bias=False),
+            layers.BatchNormalization(), layers.Activation("relu")]
+    size = -(-input_shape[0] // 2) if big else input_shape[0]
+    for width in (64, 128, 128, 256):
+        body += _conv(width, True)
+        if size >= 2:
+            body.append(layers.MaxPooling2D(2))
+            size //= 2
+    return keras.Sequential(_start(input_shape, augment) + body + [
+        layers.GlobalAveragePooling2D(),
+        layers.Dropout(0.5),
+        layers.Dense(256, activation="relu"),
+        layers.Dropout(0.3),
+        layers.Dense(num_classes, activation="softmax"),
+    ], name="small_vgg")
+
+
+AUGMENTATIONS = {
+    "digits": lambda: [layers.RandomRotation(0.03, fill_mode="constant"),
+                       layers.RandomTranslation(0.1, 0.1, fill_mode="constant"),
+                       layers.RandomZoom(0.1, fill_mode="constant")],
+    "garments": lambda: [layers.RandomFlip("horizontal"),
+                         layers.RandomTranslation(0.08, 0.08, fill_mode="constant")],
+    "small-photos": lambda: [layers.RandomFlip("horizontal"),
+                             layers.RandomTranslation(0.1, 0.1, fill_mode="reflect")],
+    "small-gray": lambda: [layers.RandomTranslation(0.1, 0.1, fill_mode="constant"),
+                           layers.RandomZoom(0.1, fill_mode="constant")],
     # S9's recipe: rotation 40 degrees, shifts 0.2, shear 0.2, zoom 0.2, horizontal flip
-    return [layers.RandomRotation(40 / 360, fill_mode="nearest"),
-            layers.RandomTranslation(0.2, 0.2, fill_mode="nearest"),
-            layers.RandomShear(x_factor=0.2, y_factor=0.2, fill_mode="nearest"),
-            layers.RandomZoom(0.2, fill_mode="nearest"),
-            layers.RandomFlip("horizontal")]
+    "photos": lambda: [layers.RandomRotation(40 / 360, fill_mode="nearest"),
+                       layers.RandomTranslation(0.2, 0.2, fill_mode="nearest"),
+                       layers.RandomShear(x_factor=0.2, y_factor=0.2, fill_mode="nearest"),
+                       layers.RandomZoom(0.2, fill_mode="nearest"),
+                       layers.RandomFlip("horizontal")],
+}
+
+
+def augmentation(kind):
+    """A DatasetInfo.augmentation as fresh preprocessing layers: active in training only."""
+    if kind not in AUGMENTATIONS:
+        from convzoo.errors import unknown
+
+        raise unknown("augmentation", kind, list(AUGMENTATIONS))
+    return AUGMENTATIONS[kind]()
+
+
+def is_augmentation(layer):
+    """Augmentation layers hold no weights and act in training only (checkpoints leave them out)."""
+    return type(layer).__name__.startswith("Random")
 
 
 BUILDERS = {
@@ -307,4 +374,8 @@ BUILDERS = {
     "catsdogs-transfer-finetune": catsdogs_transfer_finetune,
     "vgg16-features": vgg16_features,
     "vgg16-finetune": vgg16_finetune,
+    "small-cnn": small_cnn,
+    "small-vgg": small_vgg,
+    "transfer": transfer,
+    "transfer-finetune": transfer_finetune,
 }

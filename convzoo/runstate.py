@@ -199,7 +199,9 @@ def inference_model(model):
     Checkpoints hold this one: predict runs no random layers, and Keras 3.15 cannot reload a
     saved RandomShear (its stored factors fail its own range check).
     """
-    keep = [layer for layer in model.layers if not type(layer).__name__.startswith("Random")]
+    from convzoo import nets
+
+    keep = [layer for layer in model.layers if not nets.is_augmentation(layer)]
     if len(keep) == len(model.layers):
         return model
     keras = backend.load()

@@ -88,7 +88,7 @@ def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None,
          resume=False, save_best=False, weights=None, strict=False, distribute=None, devices=None,
          early_stop=None, monitor=None, **overrides):
     """Resolve names and options; refuse bad values and an existing output before training."""
-    catalog.get(dataset)
+    info = catalog.get(dataset, data_dir)
     if monitor is not None and monitor not in MONITORS:
         raise ConvzooError(f"--monitor {monitor}: choose {' or '.join(MONITORS)}")
     if monitor and not (early_stop or save_best or resume):
@@ -98,19 +98,16 @@ def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None,
     if resume:
         if scratch:  # each worker resumes from its own copy of the run state
             output = distributed.scratch_path(
-                output or default_output(model or zoo.DEFAULT_MODEL.get(dataset, ""), dataset), task)
-        p = _resume_plan(dataset, model, output, data_dir, seed, limit,
+                output or default_output(model or info.default_model, dataset), task)
+        p = _resume_plan(info, model, output, data_dir, seed, limit,
                          dict(save_best=save_best or None, early_stop=early_stop, monitor=monitor), overrides)
         p.strict, p.distribute, p.devices, p.scratch = strict, distribute, devices, scratch
         _check_distribute(p.model, p.recipe, distribute)
         return p
     seed = 0 if seed is None else seed
-    model = model or zoo.DEFAULT_MODEL.get(dataset)
-    if model is None:
-        raise ConvzooError(f"no default model for {dataset}; choose one with --model "
-                           f"({', '.join(zoo.list_models(dataset=dataset))})")
+    model = model or info.default_model
     spec = zoo.get_spec(model)
-    if dataset not in spec.datasets:
+    if not spec.fits(dataset):
         raise ConvzooError(f"model '{model}' is built for {', '.join(spec.datasets)}, not {dataset}; "
                            f"models for {dataset}: {', '.join(zoo.list_models(dataset=dataset))}")
     recipe = spec.recipe.with_overrides(**overrides)
@@ -121,7 +118,7 @@ def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None,
                            f"{recipe.optimizer}")
     _check_distribute(model, recipe, distribute)
     tricks.check(recipe, model)
-    weights = _check_weights(model, weights)
+    weights = _check_weights(spec, info, weights)
     output = output or default_output(model, dataset)
     if scratch:  # only the chief writes --output; this worker's copy goes to workertemp_N beside it
         output, overwrite = distributed.scratch_path(output, task), True
@@ -143,19 +140,23 @@ def _check_distribute(model, recipe, distribute):
                            f"train it without --distribute")
 
 
-def _check_weights(model, weights):
-    if model.startswith("catsdogs-transfer"):
-        if not weights or weights in ("imagenet", "none"):
-            raise ConvzooError(f"{model} starts from a convzoo checkpoint: pass --weights CHECKPOINT.h5")
-        from convzoo import checkpoint
+def _check_weights(spec, info, weights):
+    """--weights as the zoo entry reads it (ModelSpec.weights), checked before training."""
+    from convzoo import checkpoint
 
+    model = spec.name
+    if spec.weights == "base":
+        if (not weights or weights in ("imagenet", "none")) and spec.bundled_base:
+            from convzoo import bundled
+
+            weights = bundled.path("fashion_mnist" if info.color == "gray" else "cifar10")
+        elif not weights or weights in ("imagenet", "none"):
+            raise ConvzooError(f"{model} starts from a convzoo checkpoint: pass --weights CHECKPOINT.h5")
         checkpoint.read_meta(weights)
         return os.path.abspath(weights)
-    if not model.startswith("vgg16"):
+    if spec.weights == "warm-start":
         if weights is None:
             return None
-        from convzoo import checkpoint
-
         meta = checkpoint.read_meta(weights)
         if meta.get("model") != model:  # a warm start: more epochs for a trained model
             raise ConvzooError(f"--weights {weights}: a checkpoint of {meta.get('model')}, not {model}; "
@@ -163,16 +164,15 @@ def _check_weights(model, weights):
         return os.path.abspath(weights)
     weights = weights or "imagenet"
     if weights not in ("imagenet", "none"):
-        from convzoo import checkpoint
-
         checkpoint.check_weights_file(weights)
         weights = os.path.abspath(weights)
     return weights
 
 
-def _resume_plan(dataset, model, output, data_dir, seed, limit, run_options, overrides):
+def _resume_plan(info, model, output, data_dir, seed, limit, run_options, overrides):
     """The stored run's plan; options that would change the run are refused."""
-    output = os.path.abspath(output or default_output(model or zoo.DEFAULT_MODEL.get(dataset, ""), dataset))
+    dataset = info.name
+    output = os.path.abspath(output or default_output(model or info.default_model, dataset))
     state = state_path(output)
     if not os.path.isfile(state):
         raise ConvzooError(f"nothing to resume: {state} not found (train without --resume first)")
@@ -198,25 +198,19 @@ def _resume_plan(dataset, model, output, data_dir, seed, limit, run_options, ove
 def load_data(p):
     """(x_train, y_train, x_val, y_val): the first --limit images; the dataset's own validation
     split where it has one (cats vs dogs, S10), else a stratified split with seed 42 (S6)."""
+    info = catalog.get(p.dataset, p.data_dir)
     x, y = store.load(p.dataset, p.data_dir, "train", fetch_missing=True, strict=p.strict)
-    splits = catalog.loader(p.dataset).counts(store.folder(p.dataset, p.data_dir)) or {}
-    if "validation" in splits:
+    found = catalog.loader(p.dataset, p.data_dir).counts(store.folder(p.dataset, p.data_dir)) or {}
+    if "validation" in info.splits and found.get("validation"):
         x_va, y_va = store.load(p.dataset, p.data_dir, "validation", strict=p.strict)
         if p.limit:  # the first N of each class keeps both classes in a quick run
-            x, y = _first_per_class(x, y, p.limit)
-            x_va, y_va = _first_per_class(x_va, y_va, max(2, p.limit // 4))
+            x, y = store.first_per_class(x, y, p.limit)
+            x_va, y_va = store.first_per_class(x_va, y_va, max(2, p.limit // 4))
         return x, y, x_va, y_va
     if p.limit:  # IDX files are in a mixed order; image folders come sorted by class
-        x, y = (x[: p.limit], y[: p.limit]) if catalog.get(p.dataset).loader == "mnist" \
-            else _first_per_class(x, y, p.limit)
+        x, y = store.subset(x, y, p.limit, info)
     tr, va = store.stratified_split(y, p.recipe.validation_split, seed=42)
     return x[tr], y[tr], x[va], y[va]
-
-
-def _first_per_class(x, y, n):
-    classes = np.unique(y)
-    keep = np.sort(np.concatenate([np.flatnonzero(y == c)[: max(1, n // len(classes))] for c in classes]))
-    return x[keep], y[keep]
 
 
 def _optimizer(keras, recipe, steps_per_epoch):
@@ -268,7 +262,7 @@ def _train(p, log, keras, strategy):
 
 def _setup(p, log, keras, stop):
     """Load the data, build the model and its Run; from here on Ctrl-C waits for the step."""
-    info = catalog.get(p.dataset)
+    info = catalog.get(p.dataset, p.data_dir)
     spec = zoo.get_spec(p.model)
     x_tr, y_tr, x_va, y_va = load_data(p)
     log(cpu.describe())
@@ -396,15 +390,18 @@ def compile_model(keras, model, optimizer, head, jit=None, steps_per_execution=N
 
 
 def _build(p, info):
+    spec = zoo.get_spec(p.model)
     weights = None if p.weights in (None, "none") else p.weights
-    if weights and not p.model.startswith(("vgg16", "catsdogs-transfer")):
+    build = dict(augment=p.recipe.augment, augmentation=info.augmentation)
+    if spec.weights == "warm-start":
         model = tricks.apply_to_build(zoo.build_model(p.model, p.dataset, info.input_shape,
-                                                      len(info.classes), augment=p.recipe.augment), p.recipe)
-        warm_start(model, weights)
+                                                      len(info.classes), **build), p.recipe)
+        if weights:
+            warm_start(model, weights)
         return model
     try:
         return tricks.apply_to_build(zoo.build_model(p.model, p.dataset, info.input_shape, len(info.classes),
-                                                     augment=p.recipe.augment, weights=weights), p.recipe)
+                                                     weights=weights, **build), p.recipe)
     except Exception as e:
         if weights != "imagenet" or isinstance(e, ConvzooError):
             raise
@@ -417,10 +414,10 @@ def _build(p, info):
 def warm_start(model, path):
     """Copy a checkpoint's weights into a fresh model of the same zoo entry, layer by layer (the
     checkpoint was saved without the augmentation layers, which hold no weights)."""
-    from convzoo import checkpoint
+    from convzoo import checkpoint, nets
 
     source, _ = checkpoint.load(path)
-    mine = [layer for layer in model.layers if layer.weights and not type(layer).__name__.startswith("Random")]
+    mine = [layer for layer in model.layers if layer.weights and not nets.is_augmentation(layer)]
     theirs = [layer for layer in source.layers if layer.weights]
     shapes = [[w.shape for w in layer.get_weights()] for layer in mine]
     if shapes != [[w.shape for w in layer.get_weights()] for layer in theirs]:

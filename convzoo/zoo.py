@@ -6,6 +6,7 @@ import dataclasses
 import fnmatch
 from dataclasses import dataclass
 
+from convzoo import data as catalog
 from convzoo.errors import unknown
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
@@ -13,6 +14,13 @@ OPTIMIZERS = ("adam", "rmsprop", "sgd")
 # AVX512-BF16/AMX (bench/levers.py), slower where bfloat16 is emulated; checkpoints stay float32
 PRECISIONS = ("float32", "mixed_bfloat16")
 SCHEDULES = ("constant", "cosine", "linear")
+ANY = "any"  # ModelSpec.datasets of a model built for any dataset's input and classes
+# what `train --weights` means for an entry
+WEIGHTS = {
+    "warm-start": "a checkpoint of the same model, to train on from it",
+    "imagenet": "imagenet (default, downloads), none, or a Keras weights .h5 file",
+    "base": "the convzoo checkpoint whose conv base it transfers",
+}
 
 
 def field(default, help):
@@ -68,6 +76,11 @@ class ModelSpec:
     params: int
     head: str = "softmax"  # "softmax", "logits" (S1) or "sigmoid" (binary)
     reported: str = ""
+    weights: str = "warm-start"  # what --weights means: a key of WEIGHTS
+    bundled_base: bool = False  # weights "base": without --weights, the bundled model of the same colour
+
+    def fits(self, dataset):
+        return ANY in self.datasets or dataset in self.datasets
 
 
 REGISTRY = {}
@@ -193,43 +206,74 @@ register(ModelSpec(
     description="conv base of any convzoo checkpoint (--weights, e.g. models/cifar10.h5), frozen"
                 " - global average pool - dropout - dense 256 - 1 sigmoid; S9 augmentation",
     recipe=Recipe(optimizer="rmsprop", learning_rate=1e-3, batch_size=32, epochs=30, augment=True),
-    params=0, head="sigmoid",
+    params=0, head="sigmoid", weights="base",
     reported="S11 with ImageNet VGG16: about 90% (book)",
 ))
 register(ModelSpec(
     name="catsdogs-transfer-finetune", datasets=("cats_vs_dogs",), source="S11*",
     description="catsdogs-transfer with the base's last conv block unfrozen; --weights: a stage-1 checkpoint",
     recipe=Recipe(optimizer="rmsprop", learning_rate=1e-4, batch_size=32, epochs=30, augment=True),
-    params=0, head="sigmoid",
+    params=0, head="sigmoid", weights="base",
     reported="S11 fine-tuned VGG16: about 97% (book)",
 ))
 register(ModelSpec(
     name="vgg16-features", datasets=("cats_vs_dogs",), source="S11",
     description="keras.applications.VGG16 base (no top, frozen) - flatten - dense 256 - dropout 0.5 - 1 sigmoid",
     recipe=Recipe(optimizer="rmsprop", learning_rate=2e-5, batch_size=20, epochs=30),
-    params=16_812_353, head="sigmoid",
+    params=16_812_353, head="sigmoid", weights="imagenet",
     reported="about 90% validation accuracy with ImageNet weights (book)",
 ))
 register(ModelSpec(
     name="vgg16-finetune", datasets=("cats_vs_dogs",), source="S11",
     description="VGG16 base with block5 unfrozen - flatten - dense 256 - dropout 0.5 - 1 sigmoid; augmentation",
     recipe=Recipe(optimizer="rmsprop", learning_rate=1e-5, batch_size=20, epochs=100, augment=True),
-    params=16_812_353, head="sigmoid",
+    params=16_812_353, head="sigmoid", weights="imagenet",
     reported="about 97% with ImageNet weights, fine-tuned (book)",
 ))
 
-# The model `convzoo train DATASET` uses when --model is not given: the best design that also
-# learns in a quick run. The batch-norm release designs (fashion-vgg, cifar10-vgg, catsdogs-vgg)
-# need thousands of steps before their moving statistics settle (measured: fashion-vgg scores 19%
-# after 5 epochs of 3,600 images), so they are chosen by name.
-DEFAULT_MODEL = {"mnist": "mnist-vgg", "fashion_mnist": "fashion-cnn", "cifar10": "cifar10-cnn",
-                 "cats_vs_dogs": "catsdogs-cnn-aug"}
+# ---------------------------------------------------------------- models for any dataset
+register(ModelSpec(
+    name="small-cnn", datasets=(ANY,), source="S8",
+    description="S8's Conv2D 32-64-128-128 3x3, each pooled (as many stages as the input allows)"
+                " - flatten - dropout 0.5 - dense 512 - softmax; the dataset's augmentation",
+    recipe=Recipe(optimizer="rmsprop", learning_rate=1e-4, batch_size=32, epochs=30, augment=True),
+    params=0,
+    reported="S9 on cats vs dogs: about 82% validation accuracy (book)",
+))
+register(ModelSpec(
+    name="small-vgg", datasets=(ANY,), source="S8+",
+    description="catsdogs-vgg for any input: conv 32 BN stem - 4x (conv 3x3 BN - pool) 64-128-128-256"
+                " - global average pool - dropout - dense 256 - softmax; the dataset's augmentation",
+    recipe=Recipe(optimizer="adam", learning_rate=1e-3, batch_size=32, epochs=60,
+                  schedule="cosine", augment=True),
+    params=0,
+    reported="catsdogs-vgg: 84.70% test after 100 epochs (models/README.md)",
+))
+register(ModelSpec(
+    name="transfer", datasets=(ANY,), source="S11*",
+    description="conv base of a convzoo checkpoint (--weights; default the bundled model of the same"
+                " colour: cifar10 for RGB, fashion_mnist for gray), frozen - global average pool -"
+                " dropout - dense 256 - softmax",
+    recipe=Recipe(optimizer="rmsprop", learning_rate=1e-3, batch_size=32, epochs=15, augment=True),
+    params=0, weights="base", bundled_base=True,
+    reported="S11 stage 1",
+))
+register(ModelSpec(
+    name="transfer-finetune", datasets=(ANY,), source="S11*",
+    description="transfer with the base's last conv block unfrozen; --weights: a transfer checkpoint",
+    recipe=Recipe(optimizer="rmsprop", learning_rate=1e-4, batch_size=32, epochs=15, augment=True),
+    params=0, weights="base",
+    reported="S11 stage 2",
+))
+
+# `convzoo train DATASET` without --model: each DatasetInfo.default_model (data/__init__.py says why)
+DEFAULT_MODEL = {name: info.default_model for name, info in catalog.DATASETS.items()}
 
 
 def list_models(pattern="*", dataset=None):
     """Names in the zoo matching a shell pattern, optionally for one dataset."""
     return [n for n, s in REGISTRY.items()
-            if fnmatch.fnmatch(n, pattern) and (dataset is None or dataset in s.datasets)]
+            if fnmatch.fnmatch(n, pattern) and (dataset is None or s.fits(dataset))]
 
 
 def get_spec(name):
@@ -238,11 +282,20 @@ def get_spec(name):
     return REGISTRY[name]
 
 
-def build_model(name, dataset, input_shape, num_classes, augment=None, weights=None):
-    """A fresh, uncompiled keras.Sequential; augment=None means the recipe's default."""
+def is_transfer(name):
+    """A model built on another checkpoint's conv base (continued whole by a later transfer stage)."""
+    return name in REGISTRY and REGISTRY[name].weights == "base"
+
+
+def build_model(name, dataset, input_shape, num_classes, augment=None, weights=None, augmentation=None):
+    """A fresh, uncompiled keras.Sequential; augment=None means the recipe's default; augmentation:
+    a DatasetInfo.augmentation kind (default: the built-in dataset's)."""
     from convzoo import nets
 
     spec = get_spec(name)
     augment = spec.recipe.augment if augment is None else augment
-    return nets.BUILDERS[name](input_shape=input_shape, num_classes=num_classes, dataset=dataset,
-                               augment=augment, weights=weights)
+    if augment and augmentation is None:
+        augmentation = catalog.get(dataset).augmentation
+    layers = nets.augmentation(augmentation) if augment else []
+    return nets.BUILDERS[name](input_shape=input_shape, num_classes=num_classes, augment=layers,
+                               weights=weights)

@@ -253,7 +253,7 @@ def test_catsdogs_load_resizes_and_caches(tmp_path, monkeypatch):
 
     calls = []
     real = folders.decode
-    monkeypatch.setattr(folders, "decode", lambda p, s: calls.append(p) or real(p, s))
+    monkeypatch.setattr(folders, "decode", lambda p, s, *mode: calls.append(p) or real(p, s, *mode))
     x2, y2 = catsdogs.load(data, "validation")
     assert calls == [] and np.array_equal(x, x2) and np.array_equal(y, y2)
     write_files(data, {"validation/cats/cat.99.jpg": jpeg_bytes(7)})  # a changed folder

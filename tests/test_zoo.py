@@ -33,9 +33,9 @@ def test_every_entry_builds_counts_and_trains_a_step(name):
 
     keras = backend.load()
     spec = zoo.get_spec(name)
-    info = catalog.get(spec.datasets[0])
+    info = catalog.get("cifar10" if spec.datasets == (zoo.ANY,) else spec.datasets[0])
     model = zoo.build_model(name, info.name, info.input_shape, len(info.classes))
-    assert model.count_params() == spec.params
+    assert model.count_params() == spec.params or not spec.params  # 0: sized to the input
     x = np.random.default_rng(0).integers(0, 256, size=(8, *info.input_shape), dtype=np.uint8)
     y = np.arange(8) % len(info.classes)
     out = np.asarray(model(x[:2], training=False))

@@ -267,31 +267,31 @@ def list_tree(root, classes):
     return files
 
 
-def decode(path, size):
-    """images.read as RGB, resized to `size` (h, w) with Pillow bilinear when it differs."""
-    arr = images.read(path, "RGB")
+def decode(path, size, mode="RGB"):
+    """images.read as RGB (or 'L'), resized to `size` (h, w) with Pillow bilinear when it differs."""
+    arr = images.read(path, mode)
     h, w = size
     if arr.shape[:2] != (h, w):
         arr = np.asarray(Image.fromarray(arr).resize((w, h), Image.BILINEAR), dtype=np.uint8)
-    return arr
+    return arr if mode == "RGB" else arr[..., None]
 
 
 def cache_path(folder, split):
     return os.path.join(folder, f"cache-{split}.npz")
 
 
-def load_tree(folder, split, classes, size, strict=False):
-    """(x uint8 (n, h, w, 3), y uint8) of folder/split/<class>/*, decoded once and cached in
+def load_tree(folder, split, classes, size, strict=False, mode="RGB"):
+    """(x uint8 (n, h, w, 3 or 1 for mode 'L'), y uint8) of folder/split/<class>/*, decoded once and cached in
     folder/cache-<split>.npz; unreadable images are left out with a SkippedImages warning, or
     DataError when strict."""
     root = os.path.join(os.fspath(folder), split)
     files = list_tree(root, classes)
     if not files:
         raise DataError(f"{root}: no images in its class folders ({', '.join(classes)})")
-    key = _key(files, classes, size)
+    key = _key(files, classes, size, mode)
     cached = _read_cache(cache_path(folder, split), key)
     if cached is None:
-        x, y, skipped = _decode_all(root, files, size)
+        x, y, skipped = _decode_all(root, files, size, mode)
         try:
             with atomic_path(cache_path(folder, split)) as tmp:
                 np.savez(tmp, x=x, y=y, key=np.array(key), skipped=np.array(skipped, dtype=str))
@@ -311,6 +311,23 @@ def load_tree(folder, split, classes, size, strict=False):
     return x, y
 
 
+def load_tree_listed(folder, split, classes, size, mode="RGB"):
+    """(x, y, kept ['class/file'], skipped ['class/file: reason']) of a split: load_tree's images
+    with the files they came from, in the same order (uses and fills the cache)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkippedImages)
+        x, y = load_tree(folder, split, classes, size, mode=mode)
+    root = os.path.join(os.fspath(folder), split)
+    files = list_tree(root, classes)
+    cached = _read_cache(cache_path(folder, split), _key(files, classes, size, mode))
+    skipped = list(cached[2]) if cached else []
+    gone = {s.split(": ", 1)[0] for s in skipped}
+    kept = [rel for rel, *_ in files if rel not in gone]
+    if len(kept) != len(y):
+        raise DataError(f"{root}: the files changed while reading; run the command again")
+    return x, y, kept, skipped
+
+
 def bad_images(folder, split, classes, size):
     """['class/file: reason'] of the images load_tree leaves out (uses and fills the cache)."""
     with warnings.catch_warnings():
@@ -324,8 +341,9 @@ def bad_images(folder, split, classes, size):
     return list(cached[2]) if cached else []
 
 
-def _key(files, classes, size):
-    h = hashlib.sha256(f"{CACHE_VERSION}|{size}|{'/'.join(classes)}".encode())
+def _key(files, classes, size, mode="RGB"):
+    # the colour mode joins the key only when gray, so the RGB caches written before it stay valid
+    h = hashlib.sha256(f"{CACHE_VERSION}|{size}|{'/'.join(classes)}{'' if mode == 'RGB' else '|' + mode}".encode())
     for rel, label, nbytes, mtime in files:
         h.update(f"\n{rel}\0{label}\0{nbytes}\0{mtime}".encode())
     return h.hexdigest()
@@ -343,16 +361,16 @@ def _read_cache(path, key):
         return None  # a damaged cache is rebuilt
 
 
-def _decode_all(root, files, size):
+def _decode_all(root, files, size, mode="RGB"):
     h, w = size
-    x = np.empty((len(files), h, w, 3), np.uint8)
+    x = np.empty((len(files), h, w, 3 if mode == "RGB" else 1), np.uint8)
     y = np.empty(len(files), np.uint8)
     skipped = []
     n = 0
     for rel, label, _, _ in files:
         path = os.path.join(root, rel)
         try:
-            x[n] = decode(path, size)
+            x[n] = decode(path, size, mode)
         except ImageError as e:
             skipped.append(f"{rel}: {reason(e, path)}")
             continue

@@ -6,13 +6,8 @@ import numpy as np
 from convzoo import data as catalog
 from convzoo.errors import DataError
 
-DEFAULT_DIR = os.path.join("~", ".convzoo", "data")
-
-
-def data_dir(given=None):
-    """--data-dir, else $CONVZOO_DATA, else ~/.convzoo/data."""
-    path = given or os.environ.get("CONVZOO_DATA") or DEFAULT_DIR
-    return os.path.abspath(os.path.expanduser(path))
+DEFAULT_DIR = catalog.DEFAULT_DIR
+data_dir = catalog.data_dir
 
 
 def folder(name, root):
@@ -21,12 +16,13 @@ def folder(name, root):
 
 def status(name, root):
     """One row of `convzoo data list`."""
-    info = catalog.get(name)
     where = folder(name, root)
-    row = {"name": name, "title": info.title, "classes": len(info.classes), "path": where,
+    row = {"name": name, "title": "", "classes": None, "path": where,
            "found": False, "train": None, "test": None, "error": None}
     try:
-        counts = catalog.loader(name).counts(where)
+        info = catalog.get(name, root)
+        row.update(title=info.title, classes=len(info.classes), imported=info.imported)
+        counts = catalog.loader(name, root).counts(where)
     except DataError as e:
         row["error"] = str(e)
         return row
@@ -38,12 +34,13 @@ def status(name, root):
 def load(name, root, split, fetch_missing=False, strict=False):
     """(x uint8 NHWC, y int) of a split, fetching the dataset first if asked and possible;
     strict: an unreadable image in an image folder is an error, not a skip."""
-    mod = catalog.loader(name)
+    mod = catalog.loader(name, root)
     where = folder(name, root)
     if mod.find(where) is None:
         if not fetch_missing:
-            raise DataError(f"{name} not found: {mod.missing_message(where)} "
-                            f"(or run `convzoo data fetch {name}` online)")
+            raise DataError(f"{name} not found: {mod.missing_message(where)}"
+                            + (f" (or run `convzoo data fetch {name}` online)"
+                               if catalog.get(name, root).fetch else ""))
         fetch(name, root)
     return mod.load(where, split, strict=strict)
 
@@ -52,15 +49,14 @@ def fetch(name, root):
     """Download through keras.datasets and write the official file layout into root/name."""
     from convzoo import backend
 
-    keras = backend.load()
-    catalog.get(name)
-    mod = catalog.loader(name)
+    info = catalog.get(name, root)
+    mod = catalog.loader(name, root)
     where = folder(name, root)
-    source = getattr(keras.datasets, name, None)
-    if source is None or not hasattr(mod, "write"):
+    if not info.fetch:
         raise DataError(f"cannot download {name}: {mod.missing_message(where)}")
+    keras = backend.load()
     try:
-        (x_train, y_train), (x_test, y_test) = source.load_data()
+        (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
     except Exception as e:  # keras raises plain Exception subclasses for network failures
         raise DataError(f"cannot download {name} ({type(e).__name__}); offline, "
                         f"{mod.missing_message(where)}") from None
@@ -85,3 +81,20 @@ def stratified_split(y, fraction, seed=42):
                         f"images out of {len(y)}")
     train = np.setdiff1d(np.arange(len(y)), val)
     return train, val
+
+
+def first_per_class(x, y, n):
+    """About n images: the first n // k of each of the k classes present (at least one each)."""
+    classes = np.unique(y)
+    keep = np.sort(np.concatenate([np.flatnonzero(y == c)[: max(1, n // len(classes))] for c in classes]))
+    return x[keep], y[keep]
+
+
+def subset(x, y, n, info):
+    """What --limit N takes from a split, in train, evaluate and export alike: the first N where the
+    files come in mixed order (IDX), else the first N // k of each class (folders come sorted by class)."""
+    if not n or n >= len(y):
+        return x, y
+    if info.limit_order == "first":
+        return x[:n], y[:n]
+    return first_per_class(x, y, n)
