@@ -33,12 +33,16 @@ def cross_entropy(probs, y):
 
 
 def score(probs, y, class_names):
-    """The result object `convzoo evaluate --json` prints."""
+    """The result object `convzoo evaluate --json` prints. Balanced accuracy is the mean recall over
+    the classes with test images; macro F1 the mean F1 over the same classes."""
     pred = probs.argmax(axis=1)
     cm = confusion_matrix(y, pred, len(class_names))
+    rows = per_class(cm, class_names)
+    present = [r for r in rows if r["support"]]
     return {"accuracy": round(float((pred == y).mean()), 6), "loss": round(cross_entropy(probs, y), 6),
-            "n": int(len(y)), "per_class": per_class(cm, class_names),
-            "confusion_matrix": cm.tolist()}
+            "balanced_accuracy": round(float(np.mean([r["recall"] for r in present])), 6) if present else 0.0,
+            "macro_f1": round(float(np.mean([r["f1"] for r in present])), 6) if present else 0.0,
+            "n": int(len(y)), "per_class": rows, "confusion_matrix": cm.tolist()}
 
 
 def check_fits(meta, dataset_info, path):
@@ -60,11 +64,20 @@ def evaluate(path, data_dir=None, limit=None, report_dir=None, dataset=None, tta
     from convzoo.predict import run_model
 
     meta = checkpoint.require_fields(checkpoint.read_meta(path), path)
-    info = catalog.get(dataset or meta["dataset"])
+    root = store.data_dir(data_dir)
+    info = catalog.get(dataset or meta["dataset"], root)
     check_fits(meta, info, path)
-    x, y = store.load(info.name, store.data_dir(data_dir), "test")
-    if limit:
-        x, y = x[:limit], y[:limit]
+    x, y = store.load(info.name, root, "test")
+    x, y = store.subset(x, y, limit, info)  # the same per-class subset train --limit takes
+    missing = [c for c, n in zip(info.classes, np.bincount(np.asarray(y, int), minlength=len(info.classes)))
+               if n == 0]
+    if missing:
+        import warnings
+
+        warnings.warn(f"{len(missing)} of {len(info.classes)} classes have no test images"
+                      f"{' in this --limit subset' if limit else ''} ({', '.join(missing[:5])}"
+                      f"{', ...' if len(missing) > 5 else ''}): their recall and F1 are not measured",
+                      stacklevel=2)
     model, meta = checkpoint.load(path)
     probs = views.probabilities(model, x, meta) if tta else run_model(model, x, meta["head"])
     result = score(probs, np.asarray(y, int), meta["classes"])
@@ -86,7 +99,8 @@ def write_report(report_dir, result, x, y, probs, meta, model):
 def format_text(result, classes):
     """The human-readable report."""
     lines = [f"{result['checkpoint']} on {result['dataset']} test set ({result['n']} images)",
-             f"accuracy {result['accuracy']:.4f}  loss {result['loss']:.4f}", "",
+             f"accuracy {result['accuracy']:.4f}  loss {result['loss']:.4f}",
+             f"balanced accuracy {result['balanced_accuracy']:.4f}  macro F1 {result['macro_f1']:.4f}", "",
              f"{'class':>14} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>7}"]
     for r in result["per_class"]:
         lines.append(f"{r['class'][:14]:>14} {r['precision']:9.4f} {r['recall']:7.4f} "

@@ -67,13 +67,17 @@ def _require(fmt):
 
 def _test_images(meta, data_dir, limit):
     """(x, y, None) from the checkpoint's test set, or (None, None, reason) when it is not there."""
+    from convzoo import data as catalog
     from convzoo.data import store
+    from convzoo.errors import UnknownName
 
     try:
-        x, y = store.load(meta["dataset"], store.data_dir(data_dir), "test")
-    except DataError as e:
+        root = store.data_dir(data_dir)
+        x, y = store.load(meta["dataset"], root, "test")
+        x, y = store.subset(x, y, limit, catalog.get(meta["dataset"], root))  # as train --limit takes
+    except (DataError, UnknownName) as e:
         return None, None, str(e)
-    return x[:limit], np.asarray(y[:limit], int), None
+    return x, np.asarray(y, int), None
 
 
 # ---------------------------------------------------------------- writers: model -> file, with metadata

@@ -17,7 +17,9 @@ def test_confusion_and_per_class():
 def test_score_object_and_loss():
     probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
     res = evaluate.score(probs, np.array([0, 1, 1]), ["cats", "dogs"])
-    assert set(res) == {"accuracy", "loss", "n", "per_class", "confusion_matrix"}
+    assert set(res) == {"accuracy", "loss", "balanced_accuracy", "macro_f1", "n", "per_class",
+                        "confusion_matrix"}
+    assert res["balanced_accuracy"] == 0.75  # recall 1 for cats, 1/2 for dogs
     assert res["accuracy"] == round(2 / 3, 6) and res["n"] == 3
     assert abs(res["loss"] - (-np.log([0.9, 0.8, 0.4]).mean())) < 1e-6
     text = evaluate.format_text({**res, "checkpoint": "m.h5", "dataset": "cats_vs_dogs"}, ["cats", "dogs"])
