@@ -260,6 +260,25 @@ def print_import(name, report, echo=click.echo):
             echo(f"  {cls[:20]:<20}" + "".join(f"{row.get(s, 0):>12,}" for s in splits))
 
 
+@data.command("check")
+@click.argument("target", metavar="NAME|PATH")
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def data_check(target, data_dir, as_json):
+    """The dataset doctor: unreadable files, duplicates and near-duplicates (within a class, across
+    classes, across splits), tiny classes, imbalance, small images, mixed colour modes.
+
+    Exits 1 on a blocking problem: a class with no training images, or test images that are also
+    in train (exactly or nearly: pHash at most 6 of 64 bits apart).
+    """
+    from convzoo.data import check
+
+    report = check.check(target, data_dir)
+    click.echo(json.dumps(report) if as_json else check.format_text(report))
+    if report["blocking"]:
+        sys.exit(1)
+
+
 # ---------------------------------------------------------------- train
 @cli.command()
 @click.argument("dataset")
