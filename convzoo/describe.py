@@ -31,9 +31,9 @@ def describe(name, dataset=None, summary=True):
     """Everything about one entry, as a dict; with summary, the Keras layers for `dataset` (default:
     the entry's first)."""
     spec = zoo.get_spec(name)
-    dataset = dataset or spec.datasets[0]
+    dataset = dataset or (TRANSFER_BASE if spec.datasets == (zoo.ANY,) else spec.datasets[0])
     catalog.get(dataset)
-    if dataset not in spec.datasets:
+    if not spec.fits(dataset):
         raise ConvzooError(f"{name} is built for {', '.join(spec.datasets)}, not {dataset}")
     row_id, mark, row = seed_row(spec.source)
     out = {"name": name, "datasets": list(spec.datasets), "default_for": default_for(name),
@@ -50,9 +50,12 @@ def train_defaults(name, dataset):
     """The `convzoo train` settings outside the recipe, as this entry gets them."""
     from convzoo.train import default_output
 
-    weights = ("imagenet (downloads; none or a local file also work)" if name.startswith("vgg16")
-               else "required: a convzoo checkpoint (e.g. models/cifar10.h5)" if name == "catsdogs-transfer"
-               else "required: a catsdogs-transfer checkpoint" if name == "catsdogs-transfer-finetune"
+    spec = zoo.get_spec(name)
+    weights = ("imagenet (downloads; none or a local file also work)" if spec.weights == "imagenet"
+               else "the bundled model of the same colour (models/cifar10.h5 for RGB, "
+                    "models/fashion_mnist.h5 for gray), or --weights CHECKPOINT" if spec.bundled_base
+               else "required: a transfer checkpoint (stage 1)" if spec.weights == "base" and "finetune" in name
+               else "required: a convzoo checkpoint (e.g. models/cifar10.h5)" if spec.weights == "base"
                else "none (random initial weights)")
     return {"seed": 0, "output": default_output(name, dataset), "weights": weights}
 
@@ -66,11 +69,12 @@ def layers(name, dataset):
     backend.load()
     info = catalog.get(dataset)
     weights, note = None, ""
-    if name.startswith("catsdogs-transfer"):
+    spec = zoo.get_spec(name)
+    if spec.weights == "base":
         weights = bundled.path(TRANSFER_BASE)
         note = (f"with the conv base of the bundled {TRANSFER_BASE} model; another --weights "
                 "checkpoint gives another base")
-    elif name.startswith("vgg16"):
+    elif spec.weights == "imagenet":
         note = "VGG16 built without its ImageNet weights (nothing downloaded); the shapes and counts are the same"
     model = zoo.build_model(name, dataset, info.input_shape, len(info.classes), weights=weights)
     rows = []
