@@ -72,7 +72,7 @@ def test_transfer_entries_reuse_a_checkpoints_conv_base(tmp_path):
     np.testing.assert_array_equal(conv.get_weights()[0], original.get_weights()[0])
     from convzoo.train import inference_model
 
-    checkpoint.save(inference_model(stage1), str(tmp_path / "s1.h5"), {**tiny_meta("cats_vs_dogs"), "model": "catsdogs-transfer"})
+    checkpoint.save(inference_model(stage1), str(tmp_path / "s1.h5"), {**tiny_meta("cats_vs_dogs"), "model": "catsdogs-transfer", "head": "sigmoid"})
     stage2 = zoo.build_model("catsdogs-transfer-finetune", "cats_vs_dogs", (150, 150, 3), 2,
                              weights=str(tmp_path / "s1.h5"))
     assert stage2.get_layer("shrink").pool_size == (3, 3)
