@@ -118,8 +118,8 @@ def hints(result, history, classes, ece, mean_conf):
                    f"{mean_conf:.3f}, accuracy {result['accuracy']:.3f}); read its probabilities as "
                    "rankings rather than chances.")
     elif result["n"]:
-        out.append(f"Expected calibration error {ece:.3f}: a predicted probability of 0.8 is right about "
-                   "80% of the time.")
+        out.append(f"Expected calibration error {ece:.3f}: the probabilities are close to chances (mean "
+                   f"confidence {mean_conf:.3f}, accuracy {result['accuracy']:.3f}).")
     return out
 
 
