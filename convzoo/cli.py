@@ -34,6 +34,28 @@ def err(msg):
     click.echo(msg, err=True)
 
 
+def examples(*lines):
+    """A command's help epilog: its examples, kept as written (click's \\b)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def shown(value):
+    return ("on" if value else "off") if isinstance(value, bool) else (
+        f"{value:g}" if isinstance(value, float) else str(value))
+
+
+def recipe_default(field):
+    """'[default: ...]' for a zoo.Recipe field: the recipe's value, per dataset default model where
+    they differ."""
+    values = {m: getattr(zoo.get_spec(m).recipe, field) for m in dict.fromkeys(zoo.DEFAULT_MODEL.values())}
+    everywhere = {getattr(spec.recipe, field) for spec in zoo.REGISTRY.values()}
+    if len(everywhere) == 1:
+        return f"[default: {shown(everywhere.pop())}]"
+    if len(set(values.values())) == 1:
+        return f"[default: the model's recipe: {shown(next(iter(values.values())))} for every dataset's default]"
+    return "[default: the model's recipe: " + ", ".join(f"{m}: {shown(v)}" for m, v in values.items()) + "]"
+
+
 def recipe_options(fn):
     """One option per zoo.Recipe field that carries help text (--schedule, --label-smoothing, ...)."""
     import dataclasses
@@ -41,7 +63,7 @@ def recipe_options(fn):
     for f in reversed(dataclasses.fields(zoo.Recipe)):
         if "help" not in f.metadata:
             continue
-        flag, text = f.name.replace("_", "-"), f.metadata["help"] + " [default: the recipe's]"
+        flag, text = f.name.replace("_", "-"), f.metadata["help"] + " " + recipe_default(f.name)
         if f.type is bool:
             fn = click.option(f"--{flag}/--no-{flag}", f.name, default=None, help=text)(fn)
         else:
@@ -51,10 +73,15 @@ def recipe_options(fn):
 
 
 data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False),
-                               help="Dataset folder (default: $CONVZOO_DATA, else ~/.convzoo/data).")
+                               help="Dataset folder (the repo's `data` holds a small MNIST and Fashion-MNIST sample) "
+                                    "[default: $CONVZOO_DATA, else ~/.convzoo/data].")
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             epilog=examples(
+    "convzoo models",
+    "convzoo train mnist --data-dir data --epochs 5 --output runs/mnist.h5",
+    "convzoo predict data/samples/mnist_9998_5.png --model mnist"))
 @click.version_option(__version__, prog_name="convzoo")
 def cli():
     """convzoo: train, evaluate and use the classic convolutional networks."""
@@ -69,7 +96,10 @@ def main():
 
 
 # ---------------------------------------------------------------- models
-@cli.command()
+@cli.command(epilog=examples(
+    "convzoo models --dataset cifar10",
+    "convzoo models mnist-vgg",
+    "convzoo models --results models"))
 @click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: a list, or NAME's object.")
 @click.option("--dataset", help="Only the models for this dataset; with NAME, the dataset whose layers "
@@ -126,12 +156,16 @@ def models(name, as_json, dataset, results_dir):
 
 
 # ---------------------------------------------------------------- data
-@cli.group(cls=Group)
+@cli.group(cls=Group, epilog=examples(
+    "convzoo data list --data-dir data",
+    "convzoo data show fashion_mnist --data-dir data --output grid.png"))
 def data():
     """List, show and fetch datasets."""
 
 
-@data.command("list")
+@data.command("list", epilog=examples(
+    "convzoo data list",
+    "convzoo data list --data-dir data --json"))
 @data_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 def data_list(data_dir, as_json):
@@ -149,12 +183,14 @@ def data_list(data_dir, as_json):
         click.echo(f"{r['name']:<15}{'found' if r['found'] else 'missing':<9}{state:<44}{r['path']}")
 
 
-@data.command("show")
+@data.command("show", epilog=examples(
+    "convzoo data show mnist --data-dir data",
+    "convzoo data show fashion_mnist --data-dir data --split test --count 16 --output grid.png"))
 @click.argument("name")
 @data_dir_option
 @click.option("--output", type=click.Path(dir_okay=False), help="Write the sample grid to this PNG.")
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default="train",
-              show_default=True)
+              show_default=True, help="Which split to draw from.")
 @click.option("--count", type=click.IntRange(1, 200), default=32, show_default=True,
               help="How many sample images.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output file.")
@@ -187,7 +223,9 @@ def data_show(name, data_dir, output, split, count, overwrite):
         click.echo(f"wrote {output}")
 
 
-@data.command("fetch")
+@data.command("fetch", epilog=examples(
+    "convzoo data fetch mnist",
+    "convzoo data fetch cifar10 --data-dir ~/datasets"))
 @click.argument("name")
 @data_dir_option
 def data_fetch(name, data_dir):
@@ -200,7 +238,9 @@ def data_fetch(name, data_dir):
     click.echo(f"{name} written to {where}")
 
 
-@data.command("import")
+@data.command("import", epilog=examples(
+    "convzoo data import cats_vs_dogs ~/Downloads/dogs-vs-cats/train.zip",
+    "convzoo data import cifar10 ~/Downloads/cifar-10-python.tar.gz"))
 @click.argument("name")
 @click.argument("source", type=click.Path(exists=True))
 @data_dir_option
@@ -280,29 +320,41 @@ def data_check(target, data_dir, as_json):
 
 
 # ---------------------------------------------------------------- train
-@cli.command()
+@cli.command(epilog=examples(
+    "convzoo train mnist --data-dir data --epochs 5 --output runs/mnist.h5",
+    "convzoo train mnist --data-dir data --epochs 5 --output runs/mnist.h5 --resume",
+    "convzoo train cifar10 --model cifar10-vgg --save-best --output runs/cifar10-vgg.h5"))
 @click.argument("dataset")
-@click.option("--model", "model_name", help="Zoo model name (default: the dataset's seed model).")
-@click.option("--optimizer", type=click.Choice(zoo.OPTIMIZERS), help="Override the recipe's optimizer.")
-@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True))
-@click.option("--epochs", type=click.IntRange(min=1))
+@click.option("--model", "model_name",
+              help="Zoo model name (`convzoo models` lists them) [default: the dataset's default model: "
+                   + ", ".join(f"{d}: {m}" for d, m in zoo.DEFAULT_MODEL.items()) + "].")
+@click.option("--optimizer", type=click.Choice(zoo.OPTIMIZERS), help="The optimizer. " + recipe_default("optimizer"))
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True),
+              help="The optimizer's (initial) learning rate. " + recipe_default("learning_rate"))
+@click.option("--epochs", type=click.IntRange(min=1),
+              help="Passes over the training images. " + recipe_default("epochs"))
 @click.option("--batch-size", type=click.IntRange(min=1),
-              help="Images per step: the global batch, split across the replicas with --distribute.")
+              help="Images per step: the global batch, split across the replicas with --distribute. "
+                   + recipe_default("batch_size"))
 @click.option("--validation-split", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              help="Fraction of the training images held out, stratified (default 0.2).")
-@click.option("--limit", type=click.IntRange(min=1), help="Train on the first N training images only.")
+              help="Fraction of the training images held out for validation, stratified (a dataset with its "
+                   "own validation/ split uses that). " + recipe_default("validation_split"))
+@click.option("--limit", type=click.IntRange(min=1),
+              help="Train on the first N training images only [default: all of them].")
 @click.option("--precision", type=click.Choice(zoo.PRECISIONS),
               help="mixed_bfloat16: bfloat16 compute, about 1.9x faster on CPUs with AVX512-BF16/AMX "
-                   "(slower elsewhere); the checkpoint stays float32 [default: float32].")
+                   "(slower elsewhere); the checkpoint stays float32. " + recipe_default("precision"))
 @click.option("--augment/--no-augment", default=None,
-              help="Random augmentation layers, active in training only (default: the recipe's).")
-@click.option("--weights", help="VGG16 models: imagenet (default, downloads), none, or a weights .h5 "
-                               "file; transfer models: the convzoo checkpoint to start from; any other "
-                               "model: a checkpoint of the same model, to train on from it (warm start).")
+              help="Random augmentation layers, active in training only. " + recipe_default("augment"))
+@click.option("--weights", help="VGG16 models: imagenet (downloads), none, or a weights .h5 file "
+                               "[default: imagenet]; transfer models: the convzoo checkpoint to start from "
+                               "(required); any other model: a checkpoint of the same model, to train on "
+                               "from it (a warm start) [default: random initial weights].")
 @click.option("--seed", type=int, help="Random seed for weights and shuffling [default: 0].")
 @data_dir_option
 @click.option("--output", type=click.Path(dir_okay=False),
-              help="Checkpoint path, .h5 (default) or .keras [default: runs/MODEL.h5].")
+              help="Checkpoint path, .h5 or .keras [default: runs/MODEL.h5, runs/MODEL-DATASET.h5 for a model's "
+                   "second dataset].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing checkpoint and run folder.")
 @click.option("--resume", is_flag=True,
               help="Continue an interrupted run with the same --output from its last completed epoch.")
@@ -334,7 +386,9 @@ def train(dataset, model_name, optimizer, learning_rate, epochs, batch_size, val
     name (and reused on the next run while the folder is unchanged).
 
     The checkpoint is rewritten after every completed epoch, so an interrupted run keeps its
-    last good epoch and continues with --resume.
+    last good epoch and continues with --resume. Recipe options default to the model's recipe:
+    the help below names the values of each dataset's default model; `convzoo models NAME` shows
+    any model's.
     """
     from convzoo import train as training
 
@@ -372,14 +426,18 @@ def resolve_checkpoint(name):
     return bundled.resolve(name)
 
 
-@cli.command()
+@cli.command(epilog=examples(
+    "convzoo evaluate mnist --data-dir data",
+    "convzoo evaluate runs/mnist.h5 --data-dir data --report-dir runs/mnist-report",
+    "convzoo evaluate runs/mnist.h5 --data-dir data --limit 200 --json"))
 @click.argument("checkpoint")
 @data_dir_option
-@click.option("--limit", type=click.IntRange(min=1), help="Score only the first N test images.")
+@click.option("--limit", type=click.IntRange(min=1),
+              help="Score only the first N test images [default: the whole test set].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--report-dir", type=click.Path(file_okay=False),
               help="Write report.html (self-contained) with its PNGs and metrics.json here.")
-@click.option("--dataset", help="Score on this dataset's test set instead of the checkpoint's own.")
+@click.option("--dataset", help="Score on this dataset's test set [default: the checkpoint's own].")
 @click.option("--record", is_flag=True,
               help="Store the result in the checkpoint's metadata (for `convzoo models --results`).")
 @click.option("--tta", is_flag=True,
@@ -410,7 +468,10 @@ def evaluate(checkpoint, data_dir, limit, as_json, report_dir, dataset, record, 
             click.echo(f"\nreport written to {report_dir}")
 
 
-@cli.command()
+@cli.command(epilog=examples(
+    "convzoo compare mnist fashion_mnist",
+    "convzoo compare models --output compare.png",
+    "convzoo compare models/mnist.h5 models/cifar10.h5 --json"))
 @click.argument("checkpoints", nargs=-1, required=True, metavar="CHECKPOINT...")
 @click.option("--output", type=click.Path(dir_okay=False),
               help="Write the overlaid validation curves to this PNG [default: no picture].")
@@ -440,7 +501,10 @@ def compare(checkpoints, output, overwrite, as_json):
         err(f"wrote {output}")
 
 
-@cli.command()
+@cli.command(epilog=examples(
+    "convzoo export mnist --format tflite --data-dir data",
+    "convzoo export runs/mnist.h5 --format onnx --data-dir data",
+    "convzoo export runs/mnist.h5 --format savedmodel --output runs/mnist_serving"))
 @click.argument("checkpoint")
 @click.option("--format", "fmt", required=True, metavar="savedmodel|tflite|onnx",
               help="SavedModel folder (TF Serving), LiteRT .tflite, or ONNX.")
@@ -468,13 +532,17 @@ def export(checkpoint, fmt, output, overwrite, data_dir, limit, quantize, margin
     click.echo(ex.format_text(result))
 
 
-@cli.command()
+@cli.command(epilog=examples(
+    "convzoo predict data/samples/mnist_9998_5.png --model mnist",
+    "convzoo predict data/samples --model fashion_mnist --top-k 1 --json",
+    "convzoo predict data/samples/fashion_mnist_9997_Bag_photo.jpg --model fashion_mnist --output preds.csv"))
 @click.argument("images", nargs=-1, required=True)
 @click.option("--model", "model_path",
               help="A bundled model's name (mnist, fashion_mnist, cifar10, cats_vs_dogs), a checkpoint "
                    "file, or a .tflite from `convzoo export` [default: $CONVZOO_MODEL, else "
                    f"{bundled.DEFAULT}].")
-@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True,
+              help="How many labels per image, most likely first.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @click.option("--no-litert", is_flag=True,
               help="Run a .h5/.keras checkpoint through TensorFlow, not its LiteRT twin.")
@@ -522,7 +590,9 @@ def predict(images, model_path, top_k, as_json, no_litert, output, overwrite, sa
 
 
 # ---------------------------------------------------------------- serve
-@cli.command()
+@cli.command(epilog=examples(
+    "convzoo serve --model mnist",
+    "convzoo serve --model mnist --model cifar10 --port 8080"))
 @click.option("--model", "models", multiple=True,
               help="A bundled model's name, a checkpoint or a .tflite; repeat to serve several "
                    "[default: every bundled model].")
@@ -555,7 +625,9 @@ def serve(models, host, port):
         server.server_close()
 
 
-@cli.command()
+@cli.command(epilog=examples(
+    "convzoo explain data/samples/mnist_9997_4_photo.jpg --model mnist",
+    "convzoo explain data/samples/fashion_mnist_9997_Bag_photo.jpg --model fashion_mnist --output runs/explain"))
 @click.argument("images", nargs=-1, required=True)
 @click.option("--model", "model_path", required=True,
               help="Checkpoint file, or a dataset name (mnist, cifar10, ...) for a bundled model.")

@@ -32,6 +32,35 @@ def test_help(runner, cmd):
     assert res.exit_code == 0 and "Usage:" in res.output
 
 
+@pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "convzoo")
+def test_help_ends_with_examples_that_exist(runner, cmd):
+    from test_readme import resolve
+
+    import re
+
+    parts = re.split(r"\n *Examples:\n", invoke(runner, *cmd, "--help").output)
+    assert len(parts) == 2, f"`convzoo {' '.join(cmd)} --help` has no examples"
+    lines = [line.strip() for line in parts[1].strip().splitlines()]
+    assert 2 <= len(lines) <= 3 and all(line.startswith("convzoo ") for line in lines), lines
+    for line in lines:
+        resolve(line.split()[1:])  # every subcommand and option of the example exists
+
+
+@pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "convzoo")
+def test_every_option_shows_its_default(cmd):
+    """An option that takes a value says what happens without it: a shown default, a required
+    option, or "[default: ...]" in its help."""
+    import click
+
+    from test_readme import resolve
+
+    command = resolve(cmd)[0]
+    silent = [p.opts[0] for p in command.params if isinstance(p, click.Option) and not p.is_flag
+              and not p.required and not (p.show_default and p.default is not None)
+              and "[default: " not in (p.help or "")]
+    assert not silent, f"convzoo {' '.join(cmd)}: no default in the help of {', '.join(silent)}"
+
+
 def test_fast_commands_do_not_import_tensorflow(sample_data):
     code = ("import sys; from convzoo.cli import cli\n"
             "for args in (['--help'], ['models'], ['models', '--json'], ['data', 'list', '--data-dir', %r]):\n"
