@@ -645,12 +645,15 @@ def explain(images, model_path, output, class_name, overwrite):
     click.echo(f"first layer's filters: {os.path.join(output, 'filters.png')}")
 
 
-@cli.command()
+@cli.command(epilog=examples(
+    "convzoo eject mnist-cnn",
+    "convzoo eject mlp --dataset mnist --output runs/mlp_mnist.py"))
 @click.argument("model_name", metavar="MODEL")
 @click.option("--dataset", help="Dataset for a model that fits several (mlp) [default: its first].")
 @click.option("--output", type=click.Path(dir_okay=False), help="Script path [default: ./MODEL.py].")
 @click.option("--weights", help="catsdogs-transfer*: the convzoo checkpoint whose conv base it starts "
-                                "from; vgg16-*: imagenet (default) or a weights file.")
+                                "from (required); vgg16-*: imagenet or a weights file [default: imagenet; "
+                                "other models take none].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing script.")
 def eject(model_name, dataset, output, weights, overwrite):
     """Write MODEL's recipe as one standalone Keras script (data, network, training, save)."""
