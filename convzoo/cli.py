@@ -52,7 +52,8 @@ def recipe_default(field):
     if len(everywhere) == 1:
         return f"[default: {shown(everywhere.pop())}]"
     if len(set(values.values())) == 1:
-        return f"[default: the model's recipe: {shown(next(iter(values.values())))} for every dataset's default]"
+        value = shown(next(iter(values.values())))
+        return f"[default: the model's recipe: {value} for every dataset's default]"
     return "[default: the model's recipe: " + ", ".join(f"{m}: {shown(v)}" for m, v in values.items()) + "]"
 
 
@@ -73,7 +74,8 @@ def recipe_options(fn):
 
 
 data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False),
-                               help="Dataset folder (the repo's `data` holds a small MNIST and Fashion-MNIST sample) "
+                               help="Dataset folder (the repo's `data` holds a small MNIST and "
+                                    "Fashion-MNIST sample) "
                                     "[default: $CONVZOO_DATA, else ~/.convzoo/data].")
 
 
@@ -188,7 +190,8 @@ def data_list(data_dir, as_json):
     "convzoo data show fashion_mnist --data-dir data --split test --count 16 --output grid.png"))
 @click.argument("name")
 @data_dir_option
-@click.option("--output", type=click.Path(dir_okay=False), help="Write the sample grid to this PNG.")
+@click.option("--output", type=click.Path(dir_okay=False),
+              help="Write the sample grid to this PNG [default: no picture, the class balance only].")
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default="train",
               show_default=True, help="Which split to draw from.")
 @click.option("--count", type=click.IntRange(1, 200), default=32, show_default=True,
@@ -300,7 +303,9 @@ def print_import(name, report, echo=click.echo):
             echo(f"  {cls[:20]:<20}" + "".join(f"{row.get(s, 0):>12,}" for s in splits))
 
 
-@data.command("check")
+@data.command("check", epilog=examples(
+    "convzoo data check mnist --data-dir data",
+    "convzoo data check ~/photos/flowers --json"))
 @click.argument("target", metavar="NAME|PATH")
 @data_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -328,7 +333,8 @@ def data_check(target, data_dir, as_json):
 @click.option("--model", "model_name",
               help="Zoo model name (`convzoo models` lists them) [default: the dataset's default model: "
                    + ", ".join(f"{d}: {m}" for d, m in zoo.DEFAULT_MODEL.items()) + "].")
-@click.option("--optimizer", type=click.Choice(zoo.OPTIMIZERS), help="The optimizer. " + recipe_default("optimizer"))
+@click.option("--optimizer", type=click.Choice(zoo.OPTIMIZERS),
+              help="The optimizer. " + recipe_default("optimizer"))
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True),
               help="The optimizer's (initial) learning rate. " + recipe_default("learning_rate"))
 @click.option("--epochs", type=click.IntRange(min=1),
@@ -353,8 +359,8 @@ def data_check(target, data_dir, as_json):
 @click.option("--seed", type=int, help="Random seed for weights and shuffling [default: 0].")
 @data_dir_option
 @click.option("--output", type=click.Path(dir_okay=False),
-              help="Checkpoint path, .h5 or .keras [default: runs/MODEL.h5, runs/MODEL-DATASET.h5 for a model's "
-                   "second dataset].")
+              help="Checkpoint path, .h5 or .keras [default: runs/MODEL.h5, runs/MODEL-DATASET.h5 for a "
+                   "model's second dataset].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing checkpoint and run folder.")
 @click.option("--resume", is_flag=True,
               help="Continue an interrupted run with the same --output from its last completed epoch.")
@@ -364,7 +370,7 @@ def data_check(target, data_dir, as_json):
 @click.option("--early-stop", type=click.IntRange(min=1), metavar="N",
               help="Stop when --monitor has not improved for N epochs, and keep the best epoch's weights "
                    "(also when the run reaches its last epoch first). A cosine schedule still decays over "
-                   "the full --epochs.")
+                   "the full --epochs [default: off, every epoch runs].")
 @click.option("--monitor", type=click.Choice(["val_loss", "val_accuracy"]),
               help="What --early-stop and --save-best follow [default: val_loss with --early-stop, "
                    "else val_accuracy].")
@@ -436,7 +442,8 @@ def resolve_checkpoint(name):
               help="Score only the first N test images [default: the whole test set].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--report-dir", type=click.Path(file_okay=False),
-              help="Write report.html (self-contained) with its PNGs and metrics.json here.")
+              help="Write report.html (self-contained) with its PNGs and metrics.json here "
+                   "[default: no report, the scores only].")
 @click.option("--dataset", help="Score on this dataset's test set [default: the checkpoint's own].")
 @click.option("--record", is_flag=True,
               help="Store the result in the checkpoint's metadata (for `convzoo models --results`).")
@@ -547,10 +554,11 @@ def export(checkpoint, fmt, output, overwrite, data_dir, limit, quantize, margin
 @click.option("--no-litert", is_flag=True,
               help="Run a .h5/.keras checkpoint through TensorFlow, not its LiteRT twin.")
 @click.option("--output", type=click.Path(dir_okay=False),
-              help="Write one row per image to this .csv or .jsonl file instead of printing.")
+              help="Write one row per image to this .csv or .jsonl file [default: print them].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output file.")
 @click.option("--save-input", type=click.Path(file_okay=False),
-              help="Write each preprocessed input (what the model saw) as a PNG in this folder.")
+              help="Write each preprocessed input (what the model saw) as a PNG in this folder "
+                   "[default: none written].")
 @click.option("--tta", is_flag=True,
               help="Average over the test-time views stored in the checkpoint (e.g. mirror+shift1).")
 def predict(images, model_path, top_k, as_json, no_litert, output, overwrite, save_input, tta):
@@ -627,13 +635,15 @@ def serve(models, host, port):
 
 @cli.command(epilog=examples(
     "convzoo explain data/samples/mnist_9997_4_photo.jpg --model mnist",
-    "convzoo explain data/samples/fashion_mnist_9997_Bag_photo.jpg --model fashion_mnist --output runs/explain"))
+    "convzoo explain data/samples/fashion_mnist_9997_Bag_photo.jpg --model fashion_mnist "
+    "--output runs/explain"))
 @click.argument("images", nargs=-1, required=True)
 @click.option("--model", "model_path", required=True,
               help="Checkpoint file, or a dataset name (mnist, cifar10, ...) for a bundled model.")
 @click.option("--output", type=click.Path(file_okay=False), default="explain", show_default=True,
               help="Folder for the pictures: one subfolder per image, filters.png once.")
-@click.option("--class", "class_name", help="Grad-CAM for this class (name or index) instead of the top one.")
+@click.option("--class", "class_name",
+              help="Grad-CAM for this class (name or index) [default: the top predicted class].")
 @click.option("--overwrite", is_flag=True, help="Write into an existing --output folder.")
 def explain(images, model_path, output, class_name, overwrite):
     """Show what the model saw, where it looked (Grad-CAM) and each conv layer's feature maps."""
