@@ -151,7 +151,12 @@ def test_readme_commands_exist_and_run_as_written():
                 check_files(opts, positional, written)
             except AssertionError as e:
                 pytest.fail(f"README block at line {start}: {' '.join(cmd)}: {e}")
-            written |= {os.path.normpath(p) for p in written_by(path, opts, positional) if p}
+            outputs = {os.path.normpath(p) for p in written_by(path, opts, positional) if p}
+            shipped = [p for p in outputs if (ROOT / p).exists() and "--overwrite" not in dict(opts)]
+            if shipped:
+                pytest.fail(f"README block at line {start}: {' '.join(cmd)}: {shipped[0]} is in the repo "
+                            "already, and convzoo refuses to replace it without --overwrite")
+            written |= outputs
             checked += 1
     assert checked >= 5
 
@@ -164,6 +169,7 @@ def test_readme_commands_exist_and_run_as_written():
     ("```bash\nconvzoo evaluate runs/never.h5\n```", "runs/never.h5 is neither in the repo"),
     ("```bash\nconvzoo predict photo.jpg --model mnist\n```", "photo.jpg is neither in the repo"),
     ("```sh\npip install -e . && convzoo models --dataset mnist --jsn\n```", "has no option --jsn"),
+    ("```bash\nconvzoo export mnist --format tflite\n```", "models/mnist.tflite is in the repo already"),
 ])
 def test_checker_catches(text, problem, monkeypatch):
     monkeypatch.setattr(__import__(__name__), "README_BLOCKS", shell_blocks(text))
