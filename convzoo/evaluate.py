@@ -55,13 +55,14 @@ def check_fits(meta, dataset_info, path):
             f"(input {tuple(dataset_info.input_shape)}, {len(dataset_info.classes)} classes)")
 
 
-def evaluate(path, data_dir=None, limit=None, report_dir=None, dataset=None, tta=False):
+def evaluate(path, data_dir=None, limit=None, report_dir=None, dataset=None, tta=False, quiet=False):
     """Score a checkpoint on its dataset's untouched test split; optionally write report.html and its PNGs."""
     from convzoo import checkpoint
     from convzoo import data as catalog
     from convzoo.data import store
     from convzoo import tta as views
     from convzoo.predict import run_model
+    from convzoo.progress import Progress
 
     meta = checkpoint.require_fields(checkpoint.read_meta(path), path)
     root = store.data_dir(data_dir)
@@ -79,7 +80,11 @@ def evaluate(path, data_dir=None, limit=None, report_dir=None, dataset=None, tta
                       f"{', ...' if len(missing) > 5 else ''}): their recall and F1 are not measured",
                       stacklevel=2)
     model, meta = checkpoint.load(path)
-    probs = views.probabilities(model, x, meta) if tta else run_model(model, x, meta["head"])
+    if tta:
+        probs = views.probabilities(model, x, meta)
+    else:
+        bar = Progress(len(y), label=f"evaluating on {info.name} test", unit="images", quiet=quiet)
+        probs = run_model(model, x, meta["head"], progress=bar)
     result = score(probs, np.asarray(y, int), meta["classes"])
     result["dataset"], result["checkpoint"] = info.name, os.fspath(path)
     if tta:  # which views were averaged (--tta), and whether the recipe stored them

@@ -82,18 +82,24 @@ def probabilities(raw, head):
     return raw
 
 
-def raw_outputs(model, x, batch_size=256):
+def raw_outputs(model, x, batch_size=256, progress=None):
     """A Keras model's outputs for a uint8 batch, in chunks sized to the model's activations."""
     batch_size = min(batch_size, getattr(model, "convzoo_batch", batch_size))
-    out = [np.asarray(model(x[i:i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
+    out = []
+    for i in range(0, len(x), batch_size):
+        out.append(np.asarray(model(x[i:i + batch_size], training=False)))
+        if progress:
+            progress.update(i + len(out[-1]))
+    if progress:
+        progress.close()
     return np.concatenate(out) if out else np.zeros((0, 0))
 
 
-def run_model(model, x, head, batch_size=256):
-    """Class probabilities for a uint8 batch, in chunks."""
+def run_model(model, x, head, batch_size=256, progress=None):
+    """Class probabilities for a uint8 batch, in chunks (advancing a progress.Progress if given)."""
     if not len(x):
         return np.zeros((0, 0))
-    return probabilities(raw_outputs(model, x, batch_size), head)
+    return probabilities(raw_outputs(model, x, batch_size, progress), head)
 
 
 def open_model(model_path, log=None, use_twin=True):

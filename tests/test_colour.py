@@ -47,7 +47,7 @@ def test_cifar10_import_train_evaluate_predict(runner, cifar_dir, tmp_path):
         res = invoke(runner, "train", "cifar10", "--model", model, "--epochs", "1", "--data-dir", "d",
                      "--output", f"{model}.h5")
         assert res.exit_code == 0, res.output
-        out = json.loads(invoke(runner, "evaluate", f"{model}.h5", "--data-dir", "d", "--json").output)
+        out = json.loads(invoke(runner, "evaluate", f"{model}.h5", "--data-dir", "d", "--json").stdout)
         assert out["n"] == 100 and len(out["confusion_matrix"]) == 10
     photo = tmp_path / "photo.png"
     Image.open(next((cifar_dir / "test" / "cat").iterdir())).resize((97, 61)).convert("RGBA").save(photo)
@@ -69,7 +69,7 @@ def test_catsdogs_import_split_and_binary_head(runner, catsdogs_dir, tmp_path):
                      "--output", f"{model}.h5")
         assert res.exit_code == 0, res.output
         assert "160 training / 40 validation images" in res.output
-    out = json.loads(invoke(runner, "evaluate", "catsdogs-cnn.h5", "--data-dir", "d", "--json").output)
+    out = json.loads(invoke(runner, "evaluate", "catsdogs-cnn.h5", "--data-dir", "d", "--json").stdout)
     assert out["n"] == 40 and np.array(out["confusion_matrix"]).shape == (2, 2)
     assert [r["class"] for r in out["per_class"]] == ["cats", "dogs"]
     out = json.loads(invoke(runner, "predict", catsdogs_dir / "dog.119.jpg", "--model", "catsdogs-cnn-aug.h5",

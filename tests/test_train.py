@@ -83,7 +83,7 @@ def test_keras_output_format(runner, tmp_path):
                  "--data-dir", SAMPLE, "--output", "m.keras")
     assert res.exit_code == 0, res.output
     res = invoke(runner, "evaluate", "m.keras", "--data-dir", SAMPLE, "--json")
-    assert json.loads(res.output)["n"] == 500
+    assert json.loads(res.stdout)["n"] == 500
 
 
 def test_evaluate_report_and_predict_errors(runner, tmp_path):
@@ -94,7 +94,7 @@ def test_evaluate_report_and_predict_errors(runner, tmp_path):
     for f in ("confusion_matrix.png", "misclassified.png", "metrics.json"):
         assert (tmp_path / "rep" / f).stat().st_size > 100
     res = invoke(runner, "evaluate", "m.h5", "--data-dir", SAMPLE, "--json", "--limit", "100")
-    out = json.loads(res.output)
+    out = json.loads(res.stdout)
     assert set(out) >= {"accuracy", "loss", "n", "per_class", "confusion_matrix"} and out["n"] == 100
     assert np.array(out["confusion_matrix"]).sum() == 100
     # one unreadable file gets its own error entry; the rest are predicted; exit status 1
@@ -121,7 +121,7 @@ def test_real_mnist_quick_run_beats_90_percent(runner, shared_datasets, tmp_path
     res = invoke(runner, "train", "mnist", "--epochs", "1", "--limit", "4000",
                  "--data-dir", shared_datasets, "--output", "m.h5")
     assert res.exit_code == 0, res.output
-    out = json.loads(invoke(runner, "evaluate", "m.h5", "--data-dir", shared_datasets, "--json").output)
+    out = json.loads(invoke(runner, "evaluate", "m.h5", "--data-dir", shared_datasets, "--json").stdout)
     assert out["n"] == 10000 and out["accuracy"] > 0.90
 
 

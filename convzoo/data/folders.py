@@ -14,7 +14,7 @@ import zipfile
 import numpy as np
 from PIL import Image
 
-from convzoo import images
+from convzoo import images, progress
 from convzoo.errors import DataError, ImageError
 from convzoo.fileio import atomic_path
 
@@ -141,8 +141,10 @@ class Source:
     def copy(self, wanted):
         """Write each wanted {name: destination path}; returns {name: why it failed} for failures."""
         failed = {}
+        bar = progress.Progress(len(wanted), label=f"reading {self.path}", unit="files")
         if self.kind == "folder":
             for name, dest in wanted.items():
+                bar.advance()
                 try:
                     shutil.copyfile(self.local_path(name), dest)
                 except OSError as e:
@@ -151,6 +153,7 @@ class Source:
             try:
                 with zipfile.ZipFile(self.path) as zf:
                     for name, dest in wanted.items():
+                        bar.advance()
                         info = self._zip[name]
                         if info.file_size > MAX_FILE_BYTES:
                             failed[name] = f"larger than {MAX_FILE_BYTES // 2**20} MB"
@@ -172,6 +175,7 @@ class Source:
                         name = self._tar.get(m.name)
                         if name not in left or not m.isreg():
                             continue
+                        bar.advance()
                         if m.size > MAX_FILE_BYTES:
                             failed[name] = f"larger than {MAX_FILE_BYTES // 2**20} MB"
                         else:
@@ -181,6 +185,7 @@ class Source:
             except (tarfile.TarError, OSError, EOFError, zipfile.BadZipFile) as e:
                 raise DataError(f"{self.path}: cannot read tar archive ({e})") from None
             failed.update({name: "missing from the archive on a second read" for name in left})
+        bar.close()
         return failed
 
 
@@ -367,7 +372,7 @@ def _decode_all(root, files, size, mode="RGB"):
     y = np.empty(len(files), np.uint8)
     skipped = []
     n = 0
-    for rel, label, _, _ in files:
+    for rel, label, _, _ in progress.track(files, label=f"decoding {root}", unit="images"):
         path = os.path.join(root, rel)
         try:
             x[n] = decode(path, size, mode)
