@@ -383,9 +383,21 @@ def data_check(target, data_dir, as_json):
               help="--distribute mirrored: how many GPUs, or logical CPUs on a machine without one "
                    "[default: every GPU, else 2].")
 @recipe_options
+@click.option("--dry-run", is_flag=True,
+              help="Print the plan (model, full recipe, data, output) and an estimate from a few timed "
+                   "steps, then exit without training or writing anything.")
+@click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), metavar="MINUTES",
+              help="Stop cleanly after the last epoch that fits in MINUTES; --resume continues.")
+@click.option("--tensorboard", is_flag=True,
+              help="Write TensorBoard logs (per-epoch scalars) to the run folder's tensorboard/.")
+@click.option("--tensorboard-every", type=click.IntRange(min=1), metavar="N",
+              help="With --tensorboard: also log every N steps (Keras fit recipes).")
+@click.option("--quiet", "-q", is_flag=True,
+              help="No progress, estimate or per-epoch lines on stderr; errors and the result only.")
 def train(dataset, model_name, optimizer, learning_rate, epochs, batch_size, validation_split,
           limit, precision, augment, weights, seed, data_dir, output, overwrite, resume, save_best,
-          early_stop, monitor, strict, distribute, devices, **recipe_fields):
+          early_stop, monitor, strict, distribute, devices, dry_run, time_budget, tensorboard,
+          tensorboard_every, quiet, **recipe_fields):
     """Train a zoo model on DATASET and save a checkpoint with its run folder.
 
     DATASET is a dataset name, or a folder of class folders: imported first under the folder's
@@ -397,9 +409,20 @@ def train(dataset, model_name, optimizer, learning_rate, epochs, batch_size, val
     any model's.
     """
     from convzoo import train as training
+    from convzoo import watch
 
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
+    if tensorboard_every and not tensorboard:
+        raise click.UsageError("--tensorboard-every needs --tensorboard")
+    if tensorboard:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            raise ConvzooError("--tensorboard needs the tensorboard package: pip install tensorboard")
+    if time_budget and distribute == "multiworker":
+        raise click.UsageError("--time-budget works on one machine only: the workers of --distribute "
+                               "multiworker would each decide when to stop")
     if os.path.isdir(dataset) and (os.sep in dataset or dataset not in catalog.names(data_dir)):
         from convzoo.data import imported, store
 
@@ -413,16 +436,25 @@ def train(dataset, model_name, optimizer, learning_rate, epochs, batch_size, val
                       augment=augment, optimizer=optimizer, learning_rate=learning_rate,
                       epochs=epochs, batch_size=batch_size, validation_split=validation_split,
                       precision=precision, **recipe_fields)
-    meta = training.train(p, log=err)
+    if dry_run:
+        for line in watch.dry_run(p):
+            click.echo(line)
+        return
+    opts = watch.Options(quiet=quiet, time_budget=time_budget, tensorboard=tensorboard,
+                         tensorboard_every=tensorboard_every)
+    meta = training.train(p, log=(lambda msg: None) if quiet else err, opts=opts)
     if p.scratch:  # a multi-worker run's other workers: the chief writes the checkpoint
         click.echo("worker done; the chief wrote the checkpoint and run folder")
         return
     best = meta["best"]
     stop = (f"; stopped early at epoch {meta['stopped_early']} of {meta['recipe']['epochs']}"
             if meta.get("stopped_early") else "")
+    if time_budget and not stop and meta["epochs_run"] < meta["recipe"]["epochs"]:
+        stop = f"; stopped by --time-budget after epoch {meta['epochs_run']} of {meta['recipe']['epochs']}"
     kept = (f"; weights from epoch {meta['weights_epoch']} (best {meta['monitor']})"
             if meta.get("weights_from") == "best epoch" else "")
-    click.echo(f"saved {p.output} and {p.run_dir}{os.sep} (config.json, history.csv, curves.png); "
+    click.echo(f"saved {p.output} and {p.run_dir}{os.sep} (config.json, history.csv, curves.png"
+               f"{', tensorboard/' if tensorboard else ''}); "
                f"best val_accuracy {best['val_accuracy']:.4f} at epoch {best['epoch']}{stop}{kept}")
 
 
@@ -447,14 +479,15 @@ def resolve_checkpoint(name):
 @click.option("--dataset", help="Score on this dataset's test set [default: the checkpoint's own].")
 @click.option("--record", is_flag=True,
               help="Store the result in the checkpoint's metadata (for `convzoo models --results`).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @click.option("--tta", is_flag=True,
               help="Average over the test-time views stored in the checkpoint (e.g. mirror+shift1).")
-def evaluate(checkpoint, data_dir, limit, as_json, report_dir, dataset, record, tta):
+def evaluate(checkpoint, data_dir, limit, as_json, report_dir, dataset, record, tta, quiet):
     """Score CHECKPOINT (a file, or a dataset name for a bundled model) on the test set."""
     from convzoo import evaluate as ev
 
     path = resolve_checkpoint(checkpoint)
-    result = ev.evaluate(path, data_dir, limit, report_dir, dataset, tta=tta)
+    result = ev.evaluate(path, data_dir, limit, report_dir, dataset, tta=tta, quiet=quiet)
     if tta:
         err(f"test-time augmentation: {result['tta']} ({result['tta_from']})")
     if record:

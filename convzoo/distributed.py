@@ -199,11 +199,12 @@ def fit_loop(strat, model, optimizer, loss_fn, head, run, train_ds, val_ds):
     try:
         for epoch in run.epochs_left():
             t0 = time.time()
-            loss, acc = over(train_ds, train_batch)
+            loss, acc = over(run.watch.epoch_batches(epoch, train_ds), train_batch)
             val_loss, val_acc = over(val_ds, val_batch)
             run.end_epoch(epoch, {"loss": loss, "accuracy": acc, "val_loss": val_loss,
                                   "val_accuracy": val_acc}, time.time() - t0)
-            if run.stopped_early:  # every worker sees the same reduced metrics, so all stop here
+            # every worker sees the same reduced metrics, so all stop early here; no budget on several
+            if run.stopped_early or run.watch.stop:
                 break
     except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
             tf.errors.CancelledError) as e:  # a worker stopped or cannot be reached

@@ -38,6 +38,7 @@ class Run:
         self.n_train, self.n_val, self.log = n_train, n_val, log
         self.optimizer = None
         self.stop = None  # interrupt.Stop: the loops call stop.check() after every step
+        self.watch = None  # watch.Watch: progress, the run's ETA, --time-budget
         self.data = None  # (x_train, y_train, x_val, y_val)
         self.distribute = None  # the strategy and replica count, for the metadata
         self.started_from = started_from(p.weights)
@@ -122,9 +123,10 @@ class Run:
                            f"the last good checkpoint is kept; try a lower --learning-rate")
         for k in COLUMNS:
             self.history[k].append(row.get(k))
+        eta = self.watch.end_epoch(epoch, row) if self.watch else ""  # " - run ETA ..."
         self.log(f"epoch {epoch + 1}/{self.p.recipe.epochs} - " +
                  " - ".join(f"{k} {row[k]:.4f}" for k in COLUMNS[1:5] if row.get(k) is not None) +
-                 f" - {seconds:.1f}s")
+                 f" - {seconds:.1f}s" + ("" if self.stopped_early else eta))
         self.save_state()
         if not self.keeps_best or self.best_epoch == self.done:
             checkpoint.save(self.to_save(), self.p.output, self.meta())

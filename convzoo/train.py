@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from convzoo import backend, cpu, distributed, interrupt, tricks, zoo
+from convzoo import backend, cpu, distributed, interrupt, tricks, watch, zoo
 from convzoo import data as catalog
 from convzoo.data import store
 from convzoo.errors import ConvzooError, Diverged, Interrupted
@@ -228,8 +228,9 @@ def _loss(keras, head, label_smoothing=0.0):
     return tricks.loss(keras, head, label_smoothing)
 
 
-def train(p, log=lambda msg: print(msg, file=sys.stderr)):
-    """Train per plan `p`; returns the checkpoint metadata."""
+def train(p, log=lambda msg: print(msg, file=sys.stderr), opts=None):
+    """Train per plan `p` (watched per `opts`, a watch.Options); returns the checkpoint metadata."""
+    opts, started = opts or watch.Options(), time.monotonic()
     keras = backend.load()
     if p.distribute == "multiworker":  # the strategy waits here until every worker has joined
         task = distributed.check(p.distribute)
@@ -237,22 +238,24 @@ def train(p, log=lambda msg: print(msg, file=sys.stderr)):
             f"waiting for every worker to join")
     strategy = distributed.strategy(p.distribute, p.devices)  # before anything sets up TF's devices
     if strategy is None:
-        return _train(p, log, keras, None)
+        return _train(p, log, keras, None, opts, started)
     with strategy.scope():  # the model, optimizer and training loop under the strategy
-        meta = _train(p, log, keras, strategy)
+        meta = _train(p, log, keras, strategy, opts, started)
     if p.scratch:
         distributed.remove_scratch(p.output, p.run_dir)
     return meta
 
 
-def _train(p, log, keras, strategy):
+def _train(p, log, keras, strategy, opts, started):
     created = not os.path.lexists(p.run_dir)
     with interrupt.graceful(log) as stop:
         run = None
         try:
             run = _setup(p, log, keras, stop)
-            _loop(p, keras, strategy, run)
-            if run.epochs_left():  # TerminateOnNaN stopped fit before an epoch ended
+            _loop(p, keras, strategy, run, opts, started)
+            if run.watch and run.watch.stop:
+                log(run.watch.stop_message)
+            elif run.epochs_left():  # TerminateOnNaN stopped fit before an epoch ended
                 raise Diverged(f"training diverged (NaN loss) in epoch {run.done + 1}; the last good "
                                f"checkpoint is kept; try a lower --learning-rate")
             return run.finish()
@@ -277,7 +280,6 @@ def _setup(p, log, keras, stop):
         model = _build(p, info)
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    os.makedirs(p.run_dir, exist_ok=True)
     run = Run(p, model, info, spec, len(y_tr), len(y_va), log)
     run.stop, stop.armed = stop, True
     run.data = x_tr, y_tr, x_va, y_va
@@ -288,7 +290,7 @@ def _setup(p, log, keras, stop):
     return run
 
 
-def _loop(p, keras, strategy, run):
+def _loop(p, keras, strategy, run, opts, started):
     """Restore a resumed run, then run the recipe's loop over the epochs left."""
     log, spec = run.log, run.spec
     x_tr, y_tr, x_va, y_va = run.data
@@ -310,6 +312,18 @@ def _loop(p, keras, strategy, run):
                 f"to train on from them: convzoo train {p.dataset} --model {p.model} --weights {p.output} "
                 f"--output {next_free(p.output)}")
     model, bs = run.model, p.recipe.batch_size
+    fit = strategy is None and p.recipe.loop == "fit"
+    if fit and run.epochs_left():
+        compile_model(keras, model, run.optimizer, spec.head,
+                      label_smoothing=p.recipe.label_smoothing)
+    if run.epochs_left() and (not opts.quiet or opts.time_budget):  # timed before anything is written
+        rates = _measure(keras, run, strategy, fit)
+        log(watch.estimate_line(rates, p.recipe.epochs, len(y_tr), len(y_va), bs, run.done))
+        watch.check_budget(opts, rates, len(y_tr), len(y_va), p.recipe.epochs - run.done, started)
+    os.makedirs(p.run_dir, exist_ok=True)
+    run.watch = watch.Watch(opts, len(y_tr), bs, p.recipe.epochs, run.done, started)
+    if opts.tensorboard and not fit:
+        run.watch.writers = watch.summary_writers(p.run_dir, fresh=not p.resume)
     if strategy is not None:  # Keras 3.15's fit fails under tf.distribute: see fit_loop
         loss = _loss(keras, spec.head, p.recipe.label_smoothing)
         distributed.fit_loop(strategy, model, run.optimizer, loss,
@@ -319,12 +333,23 @@ def _loop(p, keras, strategy, run):
         tape_loop(model, run.optimizer, _loss(keras, spec.head, p.recipe.label_smoothing), run,
                   x_tr, y_tr, x_va, y_va)
     elif run.epochs_left():
-        compile_model(keras, model, run.optimizer, spec.head,
-                      label_smoothing=p.recipe.label_smoothing)
         model.fit(pipeline(x_tr, y_tr, bs, shuffle_seed=p.seed), epochs=p.recipe.epochs,
                   initial_epoch=run.done, validation_data=pipeline(x_va, y_va, bs),
                   shuffle=False, verbose=0,  # the pipeline shuffles
-                  callbacks=[keras.callbacks.TerminateOnNaN(), _EpochEnd(keras, run)])
+                  callbacks=[keras.callbacks.TerminateOnNaN(), _EpochEnd(keras, run),
+                             *watch.keras_callbacks(keras, run.watch, p.run_dir, initial=not p.resume)])
+
+
+def _measure(keras, run, strategy, fit):
+    """A few timed steps of this run's loop (watch.py), leaving the model and optimizer as they were."""
+    p, (x_tr, y_tr, x_va, y_va) = run.p, run.data
+    if fit:
+        return watch.measure_fit(keras, run.model, x_tr, y_tr, x_va, y_va, p.recipe.batch_size,
+                                 STEPS_PER_EXECUTION, check=run.stop.check)
+    return watch.measure(keras, run.model, _optimizer(keras, p.recipe, 1),
+                         _loss(keras, run.spec.head, p.recipe.label_smoothing),
+                         x_tr, y_tr, x_va, p.recipe.batch_size, strategy,
+                         fixed=p.distribute == "multiworker", check=run.stop.check)
 
 
 def _interrupted(p, done, created):
@@ -482,11 +507,11 @@ def tape_loop(model, optimizer, loss_fn, run, x_tr, y_tr, x_va, y_va):
         t0 = time.time()
         order = np.random.default_rng([run.p.seed, epoch]).permutation(len(y_tr))
         # the loss is averaged over the epoch (the notes appended it inside the batch loop)
-        loss, acc = mean_over(((x_tr[order[i:i + bs]], y_tr[order[i:i + bs]])
-                               for i in range(0, len(order), bs)), step)
+        loss, acc = mean_over(run.watch.epoch_batches(epoch, ((x_tr[order[i:i + bs]], y_tr[order[i:i + bs]])
+                                                             for i in range(0, len(order), bs))), step)
         val_loss, val_acc = mean_over(((x_va[i:i + 1024], y_va[i:i + 1024])
                                        for i in range(0, len(y_va), 1024)), score)
         run.end_epoch(epoch, {"loss": loss, "accuracy": acc, "val_loss": val_loss,
                               "val_accuracy": val_acc}, time.time() - t0)
-        if run.stopped_early:
+        if run.stopped_early or run.watch.stop:
             break
