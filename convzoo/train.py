@@ -344,7 +344,9 @@ def _measure(keras, run, strategy, fit):
     """A few timed steps of this run's loop (watch.py), leaving the model and optimizer as they were."""
     p, (x_tr, y_tr, x_va, y_va) = run.p, run.data
     if fit:
-        return watch.measure_fit(keras, run.model, x_tr, y_tr, x_va, y_va, p.recipe.batch_size,
+        bs = p.recipe.batch_size  # the run's own pipeline, so that fit reuses the traced functions
+        train, val = pipeline(x_tr, y_tr, bs).repeat(), pipeline(x_va, y_va, bs).repeat()
+        return watch.measure_fit(keras, run.model, train, val, min(bs, len(y_tr)), min(bs, len(y_va)),
                                  STEPS_PER_EXECUTION, check=run.stop.check)
     return watch.measure(keras, run.model, _optimizer(keras, p.recipe, 1),
                          _loss(keras, run.spec.head, p.recipe.label_smoothing),

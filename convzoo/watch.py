@@ -88,16 +88,12 @@ def measure(keras, model, optimizer, loss_fn, x, y, x_val, batch_size, strategy=
                  overhead=max(first_train - train_s, 0) + max(first_val - val_s, 0), steps=steps)
 
 
-def measure_fit(keras, model, x, y, x_val, y_val, batch_size, steps_per_execution, check=None):
-    """measure() through Keras fit and evaluate on the compiled model, whose traced functions the
-    run's fit then reuses; every model and optimizer variable is put back afterwards."""
-    import tensorflow as tf
-
-    n = min(batch_size, len(x))
-    # batches of unknown size, as the run's pipeline gives: fit then reuses the traced function
-    train = tf.data.Dataset.from_tensor_slices((x[:n], y[:n])).repeat(TIMED_STEPS[1] * steps_per_execution)
-    m = min(batch_size, len(x_val)) or n
-    val = tf.data.Dataset.from_tensor_slices((x_val[:m], y_val[:m]) if len(x_val) else (x[:n], y[:n]))
+def measure_fit(keras, model, train, val, n, m, steps_per_execution, check=None):
+    """measure() through Keras fit and evaluate on the compiled model, fed by the run's own input
+    pipeline (`train` and `val` repeat their batches); fit then reuses the traced functions. Every
+    model and optimizer variable is put back afterwards. n, m: images per batch."""
+    train = train.take(TIMED_STEPS[1] * steps_per_execution)
+    val = val.take(2 * steps_per_execution)
     saved = [v.numpy() for v in model.variables]
     opt_saved = [v.numpy() for v in model.optimizer.variables]
     marks = []
@@ -117,14 +113,14 @@ def measure_fit(keras, model, x, y, x_val, y_val, batch_size, steps_per_executio
 
     try:
         t0 = time.perf_counter()
-        model.fit(train.batch(n), epochs=1, verbose=0, shuffle=False, callbacks=[Clock()])
+        model.fit(train, epochs=1, verbose=0, shuffle=False, callbacks=[Clock()])
         (s0, m0), (s1, m1) = marks[0], marks[-1]
         # the first execution traces the function, which the run's fit reuses: not counted
         step = (m1 - m0) / (s1 - s0) if s1 > s0 else (m0 - t0) / s0
         steps = s1
         del marks[:]
         t0 = time.perf_counter()
-        model.evaluate(val.repeat(2 * steps_per_execution).batch(m), verbose=0, callbacks=[Clock()])
+        model.evaluate(val, verbose=0, callbacks=[Clock()])
         (v0, n0), (v1, n1) = marks[0], marks[-1]
         val_step = (n1 - n0) / (v1 - v0) if v1 > v0 else (n0 - t0) / v0
     finally:
@@ -202,7 +198,8 @@ class Watch:
         if typical is None:
             return None
         frac = self.bar.done / self.bar.total if self.bar and self.bar.total else 0
-        return typical * (self.epochs - self.epoch - frac)
+        now = max(typical * (1 - frac), (self.bar.eta() if self.bar else None) or 0)  # this epoch
+        return now + typical * (self.epochs - self.epoch - 1)
 
     def _eta_text(self):
         left = self.run_eta()

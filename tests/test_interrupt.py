@@ -65,7 +65,7 @@ def test_interrupt_in_the_first_then_a_later_epoch_and_the_suggested_commands_wo
     assert "interrupted before the first epoch ended; nothing was kept; start again with:" in err
     assert not (tmp_path / "runs" / "m_run").exists() and not (tmp_path / "runs" / "m.h5").exists()
 
-    code, err = signal_when(suggested(err), ("epoch 1/2", later[0]), *[(STOPPING, s) for s in later[1:]])
+    code, err = signal_when(suggested(err), ("epoch 1/2 - ", later[0]), *[(STOPPING, s) for s in later[1:]])
     assert code == 130, err
     if len(later) == 2:  # the second signal stops at once
         assert "stopping now" in err
