@@ -323,15 +323,15 @@ def planned_sizes(p):
     from convzoo import data as catalog
     from convzoo.data import store
 
-    mod = catalog.loader(p.dataset)
+    mod = catalog.loader(p.dataset, p.data_dir)
     where = store.folder(p.dataset, p.data_dir)
     counts = mod.counts(where) if mod.find(where) is not None else None
     if not counts:
         raise ConvzooError(f"{p.dataset} not found: {mod.missing_message(where)} "
                            f"(or run `convzoo data fetch {p.dataset}` online)")
-    k = len(catalog.get(p.dataset).classes)
+    k = len(catalog.get(p.dataset, p.data_dir).classes)
     n = counts["train"]
-    if "validation" in counts:
+    if counts.get("validation"):
         n_val = counts["validation"]
         if p.limit:
             n, n_val = min(n, k * max(1, p.limit // k)), min(n_val, k * max(1, max(2, p.limit // 4) // k))
@@ -348,7 +348,7 @@ def dry_run(p):
     from convzoo import train as training
 
     keras = backend.load()
-    info = catalog.get(p.dataset)
+    info = catalog.get(p.dataset, p.data_dir)
     spec = zoo.get_spec(p.model)
     n_train, n_val = planned_sizes(p)
     keras.utils.set_random_seed(p.seed)
@@ -364,9 +364,8 @@ def dry_run(p):
     y = rng.integers(0, len(info.classes), n)
     if spec.head == "sigmoid":
         y = y.reshape(-1, 1).astype("float32")
-    steps = math.ceil(n_train / bs) * p.recipe.epochs
-    rates = measure(keras, model, training._optimizer(keras, p.recipe, steps),
-                    training._loss(keras, spec.head), x, y, x, bs)
+    rates = measure(keras, model, training._optimizer(keras, p.recipe, math.ceil(n_train / bs)),
+                    training._loss(keras, spec.head, p.recipe.label_smoothing), x, y, x, bs)
     recipe = ", ".join(f"{f.name} {getattr(p.recipe, f.name)}" for f in dataclasses.fields(p.recipe))
     lines = [
         f"model    {p.model} ({spec.source}, {model.count_params():,} parameters)",
