@@ -387,11 +387,13 @@ def data_check(target, data_dir, as_json):
               help="Print the plan (model, full recipe, data, output) and an estimate from a few timed "
                    "steps, then exit without training or writing anything.")
 @click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), metavar="MINUTES",
-              help="Stop cleanly after the last epoch that fits in MINUTES; --resume continues.")
+              help="Stop cleanly after the last epoch that fits in MINUTES; --resume continues "
+                   "[default: no budget].")
 @click.option("--tensorboard", is_flag=True,
               help="Write TensorBoard logs (per-epoch scalars) to the run folder's tensorboard/.")
 @click.option("--tensorboard-every", type=click.IntRange(min=1), metavar="N",
-              help="With --tensorboard: also log every N steps (Keras fit recipes).")
+              help="With --tensorboard: also log every N steps (Keras fit recipes) [default: per epoch "
+                   "only].")
 @click.option("--quiet", "-q", is_flag=True,
               help="No progress, estimate or per-epoch lines on stderr; errors and the result only.")
 def train(dataset, model_name, optimizer, learning_rate, epochs, batch_size, validation_split,
