@@ -359,11 +359,14 @@ def data_check(target, data_dir, as_json):
 @click.option("--seed", type=int, help="Random seed for weights and shuffling [default: 0].")
 @data_dir_option
 @click.option("--output", type=click.Path(dir_okay=False),
-              help="Checkpoint path, .h5 or .keras [default: runs/MODEL.h5, runs/MODEL-DATASET.h5 for a "
+              help="Checkpoint path, .h5 or .keras; auto: the default name, or the first free -2, -3, "
+                   "... beside it if taken [default: runs/MODEL.h5, runs/MODEL-DATASET.h5 for a "
                    "model's second dataset].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing checkpoint and run folder.")
 @click.option("--resume", is_flag=True,
-              help="Continue an interrupted run with the same --output from its last completed epoch.")
+              help="Continue an interrupted run with the same --output from its last completed epoch; "
+                   "with a larger --epochs, extend a finished run (a cosine schedule decays anew over "
+                   "the added epochs).")
 @click.option("--save-best", is_flag=True,
               help="Keep the weights of the epoch with the best validation accuracy (or --monitor), "
                    "not the last.")

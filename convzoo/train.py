@@ -25,7 +25,7 @@ JIT = "auto"  # Keras: no XLA on a CPU-only machine
 PIPELINE = "gather"
 STEPS_PER_EXECUTION = 8  # fewer Python round trips per epoch: 1.09-1.15x on S3 (bench/levers.py)
 MONITORS = ("val_loss", "val_accuracy")
-RECIPE_FIXED = ("loop", "schedule")  # recipe fields that are the zoo entry's, not CLI options
+RECIPE_FIXED = ("loop",)  # recipe fields that are the zoo entry's, not CLI options
 
 
 def default_output(model_name, dataset):
@@ -54,6 +54,7 @@ class Plan:
     strict: bool = False  # fail on an unreadable image instead of skipping it
     distribute: str | None = None  # "mirrored" or "multiworker" (tf.distribute); None: one device
     devices: int | None = None  # --distribute mirrored: GPUs, or logical CPUs without a GPU
+    decay_from: int = 0  # a cosine schedule decays from this epoch on (a run extended by --resume)
     scratch: bool = False  # a multi-worker non-chief: its files are a temp copy, removed at the end
 
     @property
@@ -119,14 +120,24 @@ def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None,
     _check_distribute(model, recipe, distribute)
     tricks.check(recipe, model)
     weights = _check_weights(spec, info, weights)
+    if output == "auto":  # the default name, or the first free x-2.h5, x-3.h5, ... beside it
+        if task is not None:
+            raise ConvzooError("--output auto: give every worker of a multi-worker run the same --output")
+        output = default_output(model, dataset)
+        if not overwrite and (os.path.lexists(output) or os.path.lexists(run_folder(output))):
+            output = next_free(output)
     output = output or default_output(model, dataset)
+    if os.path.lexists(output) and not os.path.isdir(output) and not overwrite and not scratch:
+        raise ConvzooError(f"{os.path.abspath(output)} already exists; pass --overwrite to replace it, or "
+                           f"--output auto to write {next_free(default_output(model, dataset))}")
     if scratch:  # only the chief writes --output; this worker's copy goes to workertemp_N beside it
         output, overwrite = distributed.scratch_path(output, task), True
     if not output.endswith((".h5", ".keras")):
         raise ConvzooError(f"--output {output}: the checkpoint name must end in .h5 or .keras")
     output = check_output(output, overwrite, need_bytes=4 * spec.params * 3 + 2**20)
     if os.path.exists(run_folder(output)) and not overwrite:
-        raise ConvzooError(f"run folder {run_folder(output)} already exists; pass --overwrite to replace it")
+        raise ConvzooError(f"run folder {run_folder(output)} already exists; pass --overwrite to replace it, "
+                           f"or --output auto to write {next_free(default_output(model, dataset))}")
     return Plan(dataset=dataset, model=model, recipe=recipe, output=output,
                 data_dir=store.data_dir(data_dir), seed=seed, limit=limit, overwrite=overwrite,
                 save_best=save_best, early_stop=early_stop,
@@ -170,7 +181,10 @@ def _check_weights(spec, info, weights):
 
 
 def _resume_plan(info, model, output, data_dir, seed, limit, run_options, overrides):
-    """The stored run's plan; options that would change the run are refused."""
+    """The stored run's plan; options that would change the run are refused, except a larger
+    --epochs, which extends it (a cosine schedule then decays anew over the added epochs)."""
+    if output == "auto":
+        raise ConvzooError("--resume continues a named run: give its --output, not auto")
     dataset = info.name
     output = os.path.abspath(output or default_output(model or info.default_model, dataset))
     state = state_path(output)
@@ -178,6 +192,7 @@ def _resume_plan(info, model, output, data_dir, seed, limit, run_options, overri
         raise ConvzooError(f"nothing to resume: {state} not found (train without --resume first)")
     with np.load(state, allow_pickle=False) as f:
         cfg = json.loads(str(f["plan"]))
+        done = len(json.loads(str(f["history"]))["epoch"])
     cfg.setdefault("monitor", "val_accuracy")  # run states written before --early-stop
     given = {"dataset": dataset, "model": model, "seed": seed, "limit": limit, **run_options}
     for key, value in given.items():
@@ -185,6 +200,14 @@ def _resume_plan(info, model, output, data_dir, seed, limit, run_options, overri
             raise ConvzooError(f"--resume continues the stored run, which has {key.replace('_', '-')} "
                                f"{cfg.get(key)}, not {value}")
     recipe = zoo.Recipe(**cfg["recipe"])
+    decay_from = cfg.get("decay_from", 0)
+    epochs = overrides.pop("epochs", None)
+    if epochs is not None and epochs != recipe.epochs:
+        if epochs < done:
+            raise ConvzooError(f"--resume --epochs {epochs}: the stored run has already run {done} epochs; "
+                               f"give --epochs {done} or more to extend it")
+        recipe = dataclasses.replace(recipe, epochs=epochs)
+        decay_from = done if recipe.schedule != "constant" or recipe.warmup_epochs else decay_from
     for key, value in overrides.items():
         if value is not None and value != getattr(recipe, key):
             raise ConvzooError(f"--resume continues the stored run, which has {key.replace('_', '-')} "
@@ -192,7 +215,8 @@ def _resume_plan(info, model, output, data_dir, seed, limit, run_options, overri
     return Plan(dataset=cfg["dataset"], model=cfg["model"], recipe=recipe, output=output,
                 data_dir=store.data_dir(data_dir or cfg["data_dir"]), seed=cfg["seed"],
                 limit=cfg["limit"], resume=True, save_best=cfg.get("save_best", False),
-                early_stop=cfg.get("early_stop"), monitor=cfg["monitor"], weights=cfg.get("weights"))
+                early_stop=cfg.get("early_stop"), monitor=cfg["monitor"], weights=cfg.get("weights"),
+                decay_from=decay_from)
 
 
 def load_data(p):
@@ -213,15 +237,29 @@ def load_data(p):
     return x[tr], y[tr], x[va], y[va]
 
 
-def _optimizer(keras, recipe, steps_per_epoch):
+def _optimizer(keras, recipe, steps_per_epoch, decay_from=0):
+    """The recipe's optimizer. A run extended by --resume --epochs (decay_from: the epochs run
+    before) gets its schedule, warm-up included, anew over the added epochs."""
     # --ema: the weights become their running average after every epoch, so each epoch's
     # validation score and checkpoint are the averaged weights'
     opts = dict(use_ema=True, ema_momentum=recipe.ema, ema_overwrite_frequency=steps_per_epoch) \
         if recipe.ema else {}
+    lr = tricks.schedule(keras, dataclasses.replace(recipe, epochs=recipe.epochs - decay_from), steps_per_epoch)
+    if decay_from and not isinstance(lr, float):
+        lr = _shifted(keras, lr, steps_per_epoch * decay_from)
     return {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop,
             "sgd": keras.optimizers.SGD}[recipe.optimizer](
-        learning_rate=tricks.schedule(keras, recipe, steps_per_epoch),
-        weight_decay=recipe.weight_decay or None, **opts)
+        learning_rate=lr, weight_decay=recipe.weight_decay or None, **opts)
+
+
+def _shifted(keras, schedule, start):
+    """`schedule` begun at step `start` instead of 0."""
+
+    class Shifted(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            return schedule(keras.ops.maximum(step - start, 0))
+
+    return Shifted()
 
 
 def _loss(keras, head, label_smoothing=0.0):
@@ -302,10 +340,12 @@ def _loop(p, keras, strategy, run, opts, started):
             tricks.fit_whitening(run.model, x_tr, log)
         if p.recipe.dirac:
             log(f"identity init in {tricks.dirac_init(run.model)} conv layers")
-    run.optimizer = _optimizer(keras, p.recipe, math.ceil(len(y_tr) / p.recipe.batch_size))
+    run.optimizer = _optimizer(keras, p.recipe, math.ceil(len(y_tr) / p.recipe.batch_size), p.decay_from)
     run.optimizer.build(run.model.trainable_variables)
     if p.resume:
         run.restore_state()
+        if p.decay_from and p.decay_from == run.done and p.decay_from < p.recipe.epochs:
+            log(f"the {p.recipe.schedule} schedule starts anew over epochs {run.done + 1}-{p.recipe.epochs}")
         if run.stopped_early:
             log(f"this run already stopped early at epoch {run.stopped_early} ({p.monitor} had not "
                 f"improved for {p.early_stop} epochs); {p.output} holds epoch {run.best_epoch}'s weights; "

@@ -26,9 +26,12 @@ def test_ctrl_c_then_resume_gives_a_gapless_history(runner, tmp_path, monkeypatc
     assert epochs_in(tmp_path / "m_run" / "history.csv") == [1, 2]
     monkeypatch.setattr(train.Run, "end_epoch", real_end)
 
-    res = invoke(runner, "train", "mnist", "--model", "mlp", "--epochs", "5", "--resume",
+    res = invoke(runner, "train", "mnist", "--model", "mlp", "--epochs", "1", "--resume",
                  "--data-dir", SAMPLE, "--output", "m.h5")
-    assert res.exit_code == 1 and "stored run, which has epochs 4, not 5" in res.output
+    assert res.exit_code == 1 and "has already run 2 epochs; give --epochs 2 or more" in res.output
+    res = invoke(runner, "train", "mnist", "--model", "mlp", "--seed", "3", "--resume",
+                 "--data-dir", SAMPLE, "--output", "m.h5")
+    assert res.exit_code == 1 and "stored run, which has seed 0, not 3" in res.output
     res = invoke(runner, "train", "mnist", "--model", "mlp", "--resume", "--data-dir", SAMPLE, "--output", "m.h5")
     assert res.exit_code == 0, res.output
     assert "resuming after epoch 2 of 4" in res.output

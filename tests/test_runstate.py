@@ -1,4 +1,5 @@
-"""Run state: --early-stop keeps the best epoch's weights, --resume of a stopped run."""
+"""Run state: --early-stop keeps the best epoch's weights; --resume of a stopped run; extending a
+finished run; --output auto."""
 import csv
 
 import numpy as np
@@ -99,3 +100,44 @@ def test_resume_of_an_early_stopped_run_says_it_already_stopped(runner, tmp_path
 def test_monitor_needs_early_stop_or_save_best(runner):
     res = invoke(runner, "train", "mnist", "--monitor", "val_loss", "--data-dir", SAMPLE, "--output", "m.h5")
     assert res.exit_code == 1 and "--monitor chooses what --early-stop and --save-best follow" in res.output
+
+
+def test_resume_with_more_epochs_extends_a_finished_run(runner, tmp_path):
+    from convzoo import checkpoint
+
+    args = ["train", "mnist", "--model", "mlp", "--limit", "300", "--data-dir", SAMPLE, "--output", "m.h5"]
+    assert invoke(runner, *args, "--epochs", "2").exit_code == 0
+    before = checkpoint.read_meta(tmp_path / "m.h5")["history"]
+    res = invoke(runner, *args, "--epochs", "4", "--resume")
+    assert res.exit_code == 0, res.output
+    assert "resuming after epoch 2 of 4" in res.output
+    assert epochs_in(tmp_path / "m_run" / "history.csv") == [1, 2, 3, 4]
+    meta = checkpoint.read_meta(tmp_path / "m.h5")
+    assert meta["epochs_run"] == 4 and meta["recipe"]["epochs"] == 4
+    assert meta["history"]["val_loss"][:2] == before["val_loss"]  # the first two rows are kept
+
+
+def test_an_extended_cosine_schedule_decays_anew_over_the_added_epochs():
+    from convzoo import backend, train, zoo
+
+    keras = backend.load()
+    recipe = zoo.Recipe(learning_rate=0.1, epochs=4, schedule="cosine")
+    opt = train._optimizer(keras, recipe, steps=40, decay_from=2)
+    lrs = {}
+    for step in (0, 20, 30, 40):
+        opt.iterations.assign(step)
+        lrs[step] = float(opt.learning_rate)
+    assert lrs[0] == pytest.approx(0.1) and lrs[20] == pytest.approx(0.1)
+    assert lrs[30] == pytest.approx(0.05, rel=1e-4) and lrs[40] == pytest.approx(0.0, abs=1e-7)
+
+
+def test_output_auto_picks_a_fresh_name(runner, tmp_path):
+    args = ["train", "mnist", "--model", "mlp", "--limit", "300", "--epochs", "1", "--data-dir", SAMPLE]
+    assert invoke(runner, *args).exit_code == 0
+    res = invoke(runner, *args)
+    assert res.exit_code == 1 and "pass --overwrite to replace it, or --output auto to write" in res.output
+    assert "runs/mlp-mnist-2.h5" in res.output
+    res = invoke(runner, *args, "--output", "auto")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "runs" / "mlp-mnist-2.h5").is_file() and (tmp_path / "runs" / "mlp-mnist-2_run").is_dir()
+    assert (tmp_path / "runs" / "mlp-mnist.h5").is_file()
