@@ -377,6 +377,10 @@ def data_check(target, data_dir, as_json):
 @click.option("--monitor", type=click.Choice(["val_loss", "val_accuracy"]),
               help="What --early-stop and --save-best follow [default: val_loss with --early-stop, "
                    "else val_accuracy].")
+@click.option("--deterministic", is_flag=True,
+              help="The same command gives the same history and weights: the seed plus TensorFlow's "
+                   "op determinism (recorded in the checkpoint). Without it a seeded run starts the "
+                   "same but may drift in the last digits.")
 @click.option("--strict", is_flag=True,
               help="Fail on an unreadable image in an image folder instead of skipping it.")
 @click.option("--distribute", type=click.Choice(["mirrored", "multiworker"]),
@@ -401,7 +405,7 @@ def data_check(target, data_dir, as_json):
               help="No progress, estimate or per-epoch lines on stderr; errors and the result only.")
 def train(dataset, model_name, optimizer, learning_rate, epochs, batch_size, validation_split,
           limit, precision, augment, weights, seed, data_dir, output, overwrite, resume, save_best,
-          early_stop, monitor, strict, distribute, devices, dry_run, time_budget, tensorboard,
+          early_stop, monitor, deterministic, strict, distribute, devices, dry_run, time_budget, tensorboard,
           tensorboard_every, quiet, **recipe_fields):
     """Train a zoo model on DATASET and save a checkpoint with its run folder.
 
@@ -438,6 +442,7 @@ def train(dataset, model_name, optimizer, learning_rate, epochs, batch_size, val
     p = training.plan(dataset, model_name, output=output, data_dir=data_dir, seed=seed, limit=limit,
                       overwrite=overwrite, resume=resume, save_best=save_best, weights=weights, strict=strict,
                       distribute=distribute, devices=devices, early_stop=early_stop, monitor=monitor,
+                      deterministic=deterministic,
                       augment=augment, optimizer=optimizer, learning_rate=learning_rate,
                       epochs=epochs, batch_size=batch_size, validation_split=validation_split,
                       precision=precision, **recipe_fields)

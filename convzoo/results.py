@@ -74,6 +74,7 @@ def collect(folder):
             "tta_accuracy": tta.get("accuracy"), "tta_views": tta.get("tta"),
             "epochs": epochs, "train_minutes": round(seconds / 60, 1),
             "batch_size": recipe.get("batch_size"), "command": command(meta, os.path.basename(path)),
+            "repeat": meta.get("repeat"),  # the exact command the run stored, every option spelled out
             "seed_figure": spec.reported if spec else "",
         })
     if not rows:
@@ -96,5 +97,5 @@ def markdown(rows):
             acc += f"; {100 * r['tta_accuracy']:.2f}% with --tta ({r['tta_views']})"
         lines.append(f"| {r['file']} | {r['dataset']} | {r['model']} ({r['source']}) | {r['params']:,} "
                      f"| {r['size_mb']} MB | {acc} | {r['epochs']} | {r['train_minutes']} min "
-                     f"| `{r['command']}` | {r['seed_figure']} |")
+                     f"| `{r['repeat'] or r['command']}` | {r['seed_figure']} |")
     return "\n".join(lines)

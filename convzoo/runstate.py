@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from convzoo import __version__, backend, checkpoint
+from convzoo import __version__, backend, checkpoint, cpu
 from convzoo.errors import ConvzooError, Diverged
 from convzoo.fileio import atomic_path, save_figure, write_text
 
@@ -100,7 +100,8 @@ class Run:
             "input_shape": list(self.info.input_shape), "preprocess": self.info.preprocess,
             "head": self.spec.head, "recipe": dataclasses.asdict(self.p.recipe),
             "weights_init": self.p.weights, "started_from": self.started_from,
-            "seed": self.p.seed, "limit": self.p.limit, "distribute": self.distribute,
+            "seed": self.p.seed, "deterministic": self.p.deterministic, "limit": self.p.limit,
+            "distribute": self.distribute,
             "train_images": self.n_train, "val_images": self.n_val,
             "epochs_run": len(h["loss"]), "history": h,
             "weights_from": "best epoch" if self.keeps_best else "last epoch",
@@ -110,7 +111,9 @@ class Run:
                                                "val_accuracy": h["val_accuracy"][best]},
             "train_seconds": round(sum(h["seconds"]), 1),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "versions": versions(), "command": " ".join(["convzoo", *sys.argv[1:]]),
+            "versions": versions(), "cpu": cpu.describe().removeprefix("CPU: "),
+            "command": " ".join(["convzoo", *sys.argv[1:]]),  # as typed
+            "repeat": self.p.command(),  # every option spelled out
         }
 
     def end_epoch(self, epoch, logs, seconds):
@@ -150,8 +153,10 @@ class Run:
             checkpoint.save(best, self.p.output, meta)
         else:
             checkpoint.save(self.to_save(), self.p.output, meta)
-        cfg = {k: meta[k] for k in ("model", "source", "dataset", "recipe", "seed", "limit",
-                                    "train_images", "val_images", "distribute", "versions", "command")}
+        cfg = {k: meta[k] for k in ("repeat", "model", "source", "dataset", "recipe", "seed", "deterministic",
+                                    "limit", "weights_init", "early_stop", "monitor", "stopped_early",
+                                    "weights_epoch", "train_images", "val_images", "distribute", "versions",
+                                    "cpu", "command")}
         cfg["data_dir"] = self.p.data_dir
         write_text(os.path.join(self.p.run_dir, "config.json"), json.dumps(cfg, indent=2) + "\n")
         save_figure(plots.curves(self.history, self.p.model, self.p.dataset), os.path.join(self.p.run_dir, "curves.png"))

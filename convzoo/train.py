@@ -54,6 +54,7 @@ class Plan:
     strict: bool = False  # fail on an unreadable image instead of skipping it
     distribute: str | None = None  # "mirrored" or "multiworker" (tf.distribute); None: one device
     devices: int | None = None  # --distribute mirrored: GPUs, or logical CPUs without a GPU
+    deterministic: bool = False  # TensorFlow's op determinism: the same command gives the same weights
     decay_from: int = 0  # a cosine schedule decays from this epoch on (a run extended by --resume)
     scratch: bool = False  # a multi-worker non-chief: its files are a temp copy, removed at the end
 
@@ -76,6 +77,7 @@ class Plan:
             args += ["--weights", self.weights] if self.weights else []
             args += ["--save-best"] if self.save_best else []
             args += ["--early-stop", str(self.early_stop), "--monitor", self.monitor] if self.early_stop else []
+            args += ["--deterministic"] if self.deterministic else []
             args += ["--data-dir", self.data_dir]
         args += ["--output", self.output]
         args += ["--resume"] if resume else (["--overwrite"] if self.overwrite else [])
@@ -87,7 +89,7 @@ class Plan:
 
 def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None, overwrite=False,
          resume=False, save_best=False, weights=None, strict=False, distribute=None, devices=None,
-         early_stop=None, monitor=None, **overrides):
+         early_stop=None, monitor=None, deterministic=False, **overrides):
     """Resolve names and options; refuse bad values and an existing output before training."""
     info = catalog.get(dataset, data_dir)
     if monitor is not None and monitor not in MONITORS:
@@ -101,7 +103,8 @@ def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None,
             output = distributed.scratch_path(
                 output or default_output(model or info.default_model, dataset), task)
         p = _resume_plan(info, model, output, data_dir, seed, limit,
-                         dict(save_best=save_best or None, early_stop=early_stop, monitor=monitor), overrides)
+                         dict(save_best=save_best or None, early_stop=early_stop, monitor=monitor,
+                              deterministic=deterministic or None), overrides)
         p.strict, p.distribute, p.devices, p.scratch = strict, distribute, devices, scratch
         _check_distribute(p.model, p.recipe, distribute)
         return p
@@ -141,7 +144,8 @@ def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None,
     return Plan(dataset=dataset, model=model, recipe=recipe, output=output,
                 data_dir=store.data_dir(data_dir), seed=seed, limit=limit, overwrite=overwrite,
                 save_best=save_best, early_stop=early_stop,
-                monitor=monitor or ("val_loss" if early_stop else "val_accuracy"), weights=weights, strict=strict, distribute=distribute,
+                monitor=monitor or ("val_loss" if early_stop else "val_accuracy"), weights=weights,
+                deterministic=deterministic, strict=strict, distribute=distribute,
                 devices=devices, scratch=scratch)
 
 
@@ -216,7 +220,7 @@ def _resume_plan(info, model, output, data_dir, seed, limit, run_options, overri
                 data_dir=store.data_dir(data_dir or cfg["data_dir"]), seed=cfg["seed"],
                 limit=cfg["limit"], resume=True, save_best=cfg.get("save_best", False),
                 early_stop=cfg.get("early_stop"), monitor=cfg["monitor"], weights=cfg.get("weights"),
-                decay_from=decay_from)
+                deterministic=cfg.get("deterministic", False), decay_from=decay_from)
 
 
 def load_data(p):
@@ -310,7 +314,11 @@ def _setup(p, log, keras, stop):
     warning = cpu.precision_warning(p.recipe.precision)
     if warning:
         log(warning)
-    keras.utils.set_random_seed(p.seed)
+    keras.utils.set_random_seed(p.seed)  # weights, data order, augmentation (the split has its own seed)
+    if p.deterministic:  # and the same result from every op, at a cost (see --deterministic's help)
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     if spec.head == "sigmoid":  # binary cross-entropy wants (n, 1) float targets
         y_tr, y_va = (y.reshape(-1, 1).astype("float32") for y in (y_tr, y_va))
     keras.mixed_precision.set_global_policy(p.recipe.precision)

@@ -141,3 +141,38 @@ def test_output_auto_picks_a_fresh_name(runner, tmp_path):
     assert res.exit_code == 0, res.output
     assert (tmp_path / "runs" / "mlp-mnist-2.h5").is_file() and (tmp_path / "runs" / "mlp-mnist-2_run").is_dir()
     assert (tmp_path / "runs" / "mlp-mnist.h5").is_file()
+
+
+def test_deterministic_runs_repeat_exactly_and_seeds_differ(tmp_path):
+    """Three real runs (op determinism is per process): the second is the first's config.json
+    `repeat` command, to another --output, and gives the same history and weights, bit for bit;
+    another seed gives others. Augmentation and shuffling are on."""
+    import json
+    import shlex
+    import subprocess
+    import sys
+
+    from convzoo import checkpoint
+
+    def run(args, name):
+        res = subprocess.run([sys.executable, "-m", "convzoo", *args, "--output", str(tmp_path / name)],
+                             capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr
+        model, meta = checkpoint.load(tmp_path / name)
+        assert meta["deterministic"] is True
+        history = {k: v for k, v in meta["history"].items() if k != "seconds"}
+        return history, model.get_weights()
+
+    args = ["train", "fashion_mnist", "--model", "fashion-cnn", "--augment", "--limit", "300", "--epochs", "2",
+            "--deterministic", "--data-dir", str(SAMPLE)]
+    h1, w1 = run(args, "a.h5")
+    cfg = json.loads((tmp_path / "a_run" / "config.json").read_text())
+    repeat = shlex.split(cfg["repeat"])
+    assert repeat[:2] == ["convzoo", "train"] and "--learning-rate" in repeat and "--seed" in repeat
+    assert cfg["versions"]["tensorflow"] and cfg["versions"]["keras"] and cfg["cpu"]
+    out = repeat.index("--output")
+    h2, w2 = run(repeat[1:out] + repeat[out + 2:], "b.h5")
+    h3, w3 = run(args + ["--seed", "1"], "c.h5")
+    assert h1 == h2
+    assert all(np.array_equal(a, b) for a, b in zip(w1, w2))
+    assert h1 != h3 and not all(np.array_equal(a, c) for a, c in zip(w1, w3))
