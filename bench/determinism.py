@@ -97,6 +97,7 @@ def main():
                 if out.returncode != 0:
                     raise SystemExit(f"{model} deterministic={det} failed:\n{out.stderr[-2000:]}")
                 rates[det].append(float(out.stdout.strip().splitlines()[-1]))
+                print(f"{model} deterministic={det}: {rates[det][-1]:.1f} images/s", file=sys.stderr)
         off, on = statistics.median(rates["0"]), statistics.median(rates["1"])
         rows.append({"model": model, "images_per_s": round(off, 1), "deterministic_images_per_s": round(on, 1),
                      "deterministic_vs_default": round(on / off, 2),
