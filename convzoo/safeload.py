@@ -161,7 +161,8 @@ def _layer(cls, cfg, shape, name):
     if cls == "BatchNormalization":
         if cfg.get("axis", -1) not in (-1, len(shape), [-1], [len(shape)]):
             refuse(name, f"BatchNormalization over axis {_short(cfg.get('axis'))}", "convzoo normalizes channels")
-        return shape, 4 * c
+        # moving mean and variance, plus gamma (scale) and beta (center) unless turned off
+        return shape, c * (2 + bool(cfg.get("scale", True)) + bool(cfg.get("center", True)))
     refuse(name, f"layer class '{_short(cls)}' that convzoo cannot size",
            "add its rule to safeload._layer before allowing it")
 
@@ -457,3 +458,4 @@ def read_once(path, limit, what="model"):
     if len(data) > limit:
         refuse(path, f"a {what} over {_mb(limit)}", "it grew while being read")
     return data
+
