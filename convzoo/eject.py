@@ -148,11 +148,13 @@ def script(name, dataset=None, weights=None):
     from convzoo import zoo
 
     spec = zoo.get_spec(name)
+    if dataset is None and spec.datasets[0] == zoo.ANY:
+        raise ConvzooError(f"{name} is built for any dataset: choose one with --dataset NAME")
     dataset = dataset or spec.datasets[0]
-    if dataset not in spec.datasets:
+    if not spec.fits(dataset):
         raise ConvzooError(f"{name} is built for {', '.join(spec.datasets)}, not {dataset}")
     info = catalog.get(dataset)
-    if name.startswith("catsdogs-transfer") and not weights:
+    if spec.weights == "base" and not weights:
         raise ConvzooError(f"{name} starts from a convzoo checkpoint: pass --weights CHECKPOINT.h5")
     if name.startswith("vgg16"):
         weights = weights or "imagenet"

@@ -51,7 +51,7 @@ def test_cifar10_import_train_evaluate_predict(runner, cifar_dir, tmp_path):
         assert out["n"] == 100 and len(out["confusion_matrix"]) == 10
     photo = tmp_path / "photo.png"
     Image.open(next((cifar_dir / "test" / "cat").iterdir())).resize((97, 61)).convert("RGBA").save(photo)
-    out = json.loads(invoke(runner, "predict", photo, "--model", "cifar10-cnn.h5", "--json").output)
+    out = json.loads(invoke(runner, "predict", photo, "--model", "cifar10-cnn.h5", "--json").stdout)
     assert out[0]["error"] is None and len(out[0]["predictions"]) == 3
     # a colour model used on a 28x28 dataset: both named, no shape traceback
     res = invoke(runner, "evaluate", "cifar10-cnn.h5", "--dataset", "mnist", "--data-dir", "d")

@@ -11,7 +11,9 @@ from convzoo import zoo
 
 
 def _args(name):
-    return ["--weights", ROOT / "models" / "cifar10.h5"] if name.startswith("catsdogs-transfer") else []
+    spec = zoo.get_spec(name)
+    args = ["--dataset", "cifar10"] if spec.datasets[0] == zoo.ANY else []
+    return args + (["--weights", ROOT / "models" / "cifar10.h5"] if spec.weights == "base" else [])
 
 
 @pytest.mark.parametrize("name", zoo.list_models())

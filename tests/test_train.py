@@ -35,7 +35,7 @@ def test_every_model_trains_saves_loads_and_predicts(runner, name, tmp_path):
     assert abs(meta["val_images"] - 300 * zoo.get_spec(name).recipe.validation_split) <= 5
     res = invoke(runner, "predict", SAMPLES / f"{dataset}_9999_{'6' if dataset == 'mnist' else 'Sandal'}.png",
                  "--model", "m.h5", "--json", "--top-k", "10")
-    out = json.loads(res.output)
+    out = json.loads(res.stdout)
     assert res.exit_code == 0 and out[0]["error"] is None and len(out[0]["predictions"]) == 10
     probs = [p["probability"] for p in out[0]["predictions"]]
     assert probs == sorted(probs, reverse=True) and abs(sum(probs) - 1) < 1e-4
