@@ -127,13 +127,14 @@ class Run:
         for k in COLUMNS:
             self.history[k].append(row.get(k))
         eta = self.watch.end_epoch(epoch, row) if self.watch else ""  # " - run ETA ..."
-        self.log(f"epoch {epoch + 1}/{self.p.recipe.epochs} - " +
-                 " - ".join(f"{k} {row[k]:.4f}" for k in COLUMNS[1:5] if row.get(k) is not None) +
-                 f" - {seconds:.1f}s" + ("" if self.stopped_early else eta))
         self.save_state()
         if not self.keeps_best or self.best_epoch == self.done:
             checkpoint.save(self.to_save(), self.p.output, self.meta())
         write_text(os.path.join(self.p.run_dir, "history.csv"), history_csv(self.history))
+        # said once the epoch is on disk: a Ctrl-C after this line finds it there
+        self.log(f"epoch {epoch + 1}/{self.p.recipe.epochs} - " +
+                 " - ".join(f"{k} {row[k]:.4f}" for k in COLUMNS[1:5] if row.get(k) is not None) +
+                 f" - {seconds:.1f}s" + ("" if self.stopped_early else eta))
         if self.stopped_early:
             self.log(f"early stop: {self.p.monitor} has not improved for {self.p.early_stop} epochs; "
                      f"keeping epoch {self.best_epoch}'s weights")
