@@ -77,7 +77,7 @@ def test_python_dash_m_runs():
 
 
 def test_models_json_lists_seed_entries(runner):
-    rows = json.loads(invoke(runner, "models", "--json").output)
+    rows = json.loads(invoke(runner, "models", "--json").stdout)
     by_name = {r["name"]: r for r in rows}
     assert by_name["mnist-cnn"]["source"] == "S3" and by_name["mnist-cnn"]["params"] == 3_274_634
     assert by_name["mlp"]["recipe"]["batch_size"] == 256
@@ -86,9 +86,9 @@ def test_models_json_lists_seed_entries(runner):
 
 def test_data_list_json(runner, sample_data, tmp_path):
     rows = {r["name"]: r for r in json.loads(invoke(runner, "data", "list", "--data-dir", sample_data,
-                                                    "--json").output)}
+                                                    "--json").stdout)}
     assert rows["mnist"]["found"] and rows["mnist"]["train"] == 2000 and rows["mnist"]["test"] == 500
-    empty = json.loads(invoke(runner, "data", "list", "--json").output)
+    empty = json.loads(invoke(runner, "data", "list", "--json").stdout)
     assert not any(r["found"] for r in empty)
 
 

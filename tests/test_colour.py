@@ -73,7 +73,7 @@ def test_catsdogs_import_split_and_binary_head(runner, catsdogs_dir, tmp_path):
     assert out["n"] == 40 and np.array(out["confusion_matrix"]).shape == (2, 2)
     assert [r["class"] for r in out["per_class"]] == ["cats", "dogs"]
     out = json.loads(invoke(runner, "predict", catsdogs_dir / "dog.119.jpg", "--model", "catsdogs-cnn-aug.h5",
-                            "--json").output)
+                            "--json").stdout)
     preds = out[0]["predictions"]
     assert {p["label"] for p in preds} == {"cats", "dogs"} and abs(sum(p["probability"] for p in preds) - 1) < 1e-5
 

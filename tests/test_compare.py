@@ -36,7 +36,7 @@ def test_compare_table_json_and_picture(runner, tmp_path):
     assert "66.7 min" in lines[2]
     with Image.open(tmp_path / "cmp.png") as im:
         assert im.width > 800 and im.height > 400
-    rows = json.loads(invoke(runner, "compare", tmp_path, "--json").output)  # a folder: every checkpoint
+    rows = json.loads(invoke(runner, "compare", tmp_path, "--json").stdout)  # a folder: every checkpoint
     assert [(r["file"][-4:], r["best_epoch"], r["best_val_accuracy"], r["test_accuracy"]) for r in rows] == \
         [("a.h5", 2, 0.9, None), ("b.h5", 3, 0.95, 0.9412)]
     again = invoke(runner, "compare", a, "--output", "cmp.png")
@@ -71,5 +71,5 @@ def test_results_table_shows_best_validation_for_runs_never_evaluated(runner, tm
     a, b = [line for line in text.splitlines() if line.startswith("| a.h5") or line.startswith("| b.h5")]
     assert "not evaluated; best validation 90.00% at epoch 2" in a
     assert "94.12% (n=500)" in b
-    rows = json.loads(invoke(runner, "models", "--results", tmp_path, "--json").output)
+    rows = json.loads(invoke(runner, "models", "--results", tmp_path, "--json").stdout)
     assert rows[0]["best_val_accuracy"] == 0.9 and rows[0]["best_epoch"] == 2

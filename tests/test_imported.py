@@ -204,7 +204,7 @@ def test_check_finds_leaks_duplicates_imbalance_and_exits_1(tmp_path, runner):
     Image.open(src / "train" / "big" / "003.png").save(src / "train" / "small" / "twice.png")  # two labels
     r = invoke(runner, "data", "check", src, "--json")
     assert r.exit_code == 1
-    report = json.loads(r.output)
+    report = json.loads(r.stdout)
     found = {f["check"]: f for f in report["findings"]}
     assert found["exact-leak-test"]["count"] == 1 and found["exact-leak-test"]["severity"] == "error"
     assert found["near-leak-test"]["count"] == 1 and "near.jpg" in found["near-leak-test"]["examples"][0]

@@ -26,7 +26,7 @@ def test_bundled_model_reads_the_shipped_samples(runner, path):
     res = invoke(runner, "predict", *files, "--model", meta["dataset"], "--json", "--top-k", "1")
     assert res.exit_code == 0
     right = {"plain": [], "photo": []}
-    for r in json.loads(res.output):
+    for r in json.loads(res.stdout):
         stem = Path(r["file"]).stem
         expected = stem.removesuffix("_photo").split("_", 2 if meta["dataset"] == "mnist" else 3)[-1]
         right["photo" if stem.endswith("_photo") else "plain"].append(

@@ -122,7 +122,7 @@ def test_models_name_json_and_defaults_marked(runner):
 
     from conftest import invoke
 
-    card = json.loads(invoke(runner, "models", "mlp", "--dataset", "mnist", "--json").output)
+    card = json.loads(invoke(runner, "models", "mlp", "--dataset", "mnist", "--json").stdout)
     assert card["seed_row"]["row"] == "S6" and card["recipe"]["batch_size"] == 256
     s = card["summary"]
     assert s["dataset"] == "mnist" and s["params"] == zoo.get_spec("mlp").params
@@ -130,7 +130,7 @@ def test_models_name_json_and_defaults_marked(runner):
     listing = invoke(runner, "models").output.splitlines()
     marked = {line.split()[0] for line in listing if line.split()[1:2] == ["*"]}
     assert marked == set(zoo.DEFAULT_MODEL.values())
-    rows = json.loads(invoke(runner, "models", "--json").output)
+    rows = json.loads(invoke(runner, "models", "--json").stdout)
     assert {r["name"]: r["default_for"] for r in rows}["mnist-vgg"] == ["mnist"]
     bad = invoke(runner, "models", "mlp", "--dataset", "cifar10")
     assert bad.exit_code == 1 and "built for fashion_mnist, mnist, not cifar10" in bad.output
