@@ -294,10 +294,13 @@ def command_rows(x, repeats, tiny):
     model = os.path.join(ROOT, "models", "mnist.h5")
     sample = os.path.join(ROOT, "data", "samples", "mnist_9999_6.png")
     tf_import = wall([sys.executable, "-c", "import tensorflow"], repeats)
-    cold = wall(exe + ["predict", sample, "--model", model], repeats)
+    # the .h5 through TensorFlow (--no-litert), then the same model through its LiteRT twin
+    cold = wall(exe + ["predict", sample, "--model", model, "--no-litert"], repeats)
+    twin = wall(exe + ["predict", sample, "--model", model], repeats)
     rows["import_tensorflow_seconds"] = round(tf_import, 2)
     rows["predict_one_cold_seconds"] = round(cold, 2)
     rows["predict_cold_vs_import"] = round(cold / tf_import, 2)
+    rows["predict_one_cold_twin_seconds"] = round(twin, 3)
     with tempfile.TemporaryDirectory() as tmp:
         lite = os.path.join(tmp, "mnist.tflite")
         made = subprocess.run(exe + ["export", model, "--format", "tflite", "--output", lite,
@@ -312,7 +315,7 @@ def command_rows(x, repeats, tiny):
         n = 50 if tiny else 1000
         for i in range(n):
             Image.fromarray(x[i % len(x), ..., 0]).save(os.path.join(tmp, f"{i:04d}.png"))
-        t = wall(exe + ["predict", tmp, "--model", model, "--json"], 1)
+        t = wall(exe + ["predict", tmp, "--model", model, "--json", "--no-litert"], 1)
         rows["predict_folder_images"] = n
         rows["predict_folder_images_per_s"] = round(n / t, 1)
     return rows
