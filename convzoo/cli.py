@@ -380,7 +380,9 @@ def data_check(target, data_dir, as_json):
 @click.option("--deterministic", is_flag=True,
               help="The same command gives the same history and weights: the seed plus TensorFlow's "
                    "op determinism (recorded in the checkpoint). Without it a seeded run starts the "
-                   "same but may drift in the last digits.")
+                   "same but may drift in the last digits. Measured cost (bench/determinism.py, 2-core "
+                   "AVX2 CPU): 0.99x the images/s on mnist-cnn, 1.02x on cifar10-vgg, i.e. none "
+                   "beyond noise.")
 @click.option("--strict", is_flag=True,
               help="Fail on an unreadable image in an image folder instead of skipping it.")
 @click.option("--distribute", type=click.Choice(["mirrored", "multiworker"]),
