@@ -357,6 +357,8 @@ def data_check(target, data_dir, as_json):
                                "(required); any other model: a checkpoint of the same model, to train on "
                                "from it (a warm start) [default: random initial weights].")
 @click.option("--seed", type=int, help="Random seed for weights and shuffling [default: 0].")
+@click.option("--class-weight", type=click.Choice(["balanced"]),
+              help="balanced: weight the loss by inverse class frequency (for imbalanced classes).")
 @data_dir_option
 @click.option("--output", type=click.Path(dir_okay=False),
               help="Checkpoint path, .h5 or .keras; auto: the default name, or the first free -2, -3, "
@@ -406,9 +408,9 @@ def data_check(target, data_dir, as_json):
 @click.option("--quiet", "-q", is_flag=True,
               help="No progress, estimate or per-epoch lines on stderr; errors and the result only.")
 def train(dataset, model_name, optimizer, learning_rate, epochs, batch_size, validation_split,
-          limit, precision, augment, weights, seed, data_dir, output, overwrite, resume, save_best,
-          early_stop, monitor, deterministic, strict, distribute, devices, dry_run, time_budget, tensorboard,
-          tensorboard_every, quiet, **recipe_fields):
+          limit, precision, augment, weights, seed, class_weight, data_dir, output, overwrite, resume,
+          save_best, early_stop, monitor, deterministic, strict, distribute, devices, dry_run, time_budget,
+          tensorboard, tensorboard_every, quiet, **recipe_fields):
     """Train a zoo model on DATASET and save a checkpoint with its run folder.
 
     DATASET is a dataset name, or a folder of class folders: imported first under the folder's
@@ -444,7 +446,7 @@ def train(dataset, model_name, optimizer, learning_rate, epochs, batch_size, val
     p = training.plan(dataset, model_name, output=output, data_dir=data_dir, seed=seed, limit=limit,
                       overwrite=overwrite, resume=resume, save_best=save_best, weights=weights, strict=strict,
                       distribute=distribute, devices=devices, early_stop=early_stop, monitor=monitor,
-                      deterministic=deterministic,
+                      deterministic=deterministic, class_weight=class_weight,
                       augment=augment, optimizer=optimizer, learning_rate=learning_rate,
                       epochs=epochs, batch_size=batch_size, validation_split=validation_split,
                       precision=precision, **recipe_fields)

@@ -101,6 +101,7 @@ class Run:
             "head": self.spec.head, "recipe": dataclasses.asdict(self.p.recipe),
             "weights_init": self.p.weights, "started_from": self.started_from,
             "seed": self.p.seed, "deterministic": self.p.deterministic, "limit": self.p.limit,
+            "class_weight": self.p.class_weight,
             "distribute": self.distribute,
             "train_images": self.n_train, "val_images": self.n_val,
             "epochs_run": len(h["loss"]), "history": h,

@@ -57,6 +57,7 @@ class Plan:
     deterministic: bool = False  # TensorFlow's op determinism: the same command gives the same weights
     decay_from: int = 0  # a cosine schedule decays from this epoch on (a run extended by --resume)
     scratch: bool = False  # a multi-worker non-chief: its files are a temp copy, removed at the end
+    class_weight: str | None = None  # "balanced": the loss weighted by inverse class frequency
 
     @property
     def run_dir(self):
@@ -78,6 +79,7 @@ class Plan:
             args += ["--save-best"] if self.save_best else []
             args += ["--early-stop", str(self.early_stop), "--monitor", self.monitor] if self.early_stop else []
             args += ["--deterministic"] if self.deterministic else []
+            args += ["--class-weight", self.class_weight] if self.class_weight else []
             args += ["--data-dir", self.data_dir]
         args += ["--output", self.output]
         args += ["--resume"] if resume else (["--overwrite"] if self.overwrite else [])
@@ -89,7 +91,7 @@ class Plan:
 
 def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None, overwrite=False,
          resume=False, save_best=False, weights=None, strict=False, distribute=None, devices=None,
-         early_stop=None, monitor=None, deterministic=False, **overrides):
+         early_stop=None, monitor=None, deterministic=False, class_weight=None, **overrides):
     """Resolve names and options; refuse bad values and an existing output before training."""
     info = catalog.get(dataset, data_dir)
     if monitor is not None and monitor not in MONITORS:
@@ -122,6 +124,11 @@ def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None,
                            f"{recipe.optimizer}")
     _check_distribute(model, recipe, distribute)
     tricks.check(recipe, model)
+    if class_weight not in (None, "balanced"):
+        raise ConvzooError(f"--class-weight {class_weight}: the only weighting is 'balanced'")
+    if class_weight and (distribute or recipe.loop == "tape"):
+        raise ConvzooError("--class-weight balanced weights Keras fit's loss; it does not apply to "
+                           + ("--distribute" if distribute else model + "'s hand-written loop"))
     weights = _check_weights(spec, info, weights)
     if output == "auto":  # the default name, or the first free x-2.h5, x-3.h5, ... beside it
         if task is not None:
@@ -146,7 +153,7 @@ def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None,
                 save_best=save_best, early_stop=early_stop,
                 monitor=monitor or ("val_loss" if early_stop else "val_accuracy"), weights=weights,
                 deterministic=deterministic, strict=strict, distribute=distribute,
-                devices=devices, scratch=scratch)
+                devices=devices, scratch=scratch, class_weight=class_weight)
 
 
 def _check_distribute(model, recipe, distribute):
@@ -220,7 +227,8 @@ def _resume_plan(info, model, output, data_dir, seed, limit, run_options, overri
                 data_dir=store.data_dir(data_dir or cfg["data_dir"]), seed=cfg["seed"],
                 limit=cfg["limit"], resume=True, save_best=cfg.get("save_best", False),
                 early_stop=cfg.get("early_stop"), monitor=cfg["monitor"], weights=cfg.get("weights"),
-                deterministic=cfg.get("deterministic", False), decay_from=decay_from)
+                deterministic=cfg.get("deterministic", False), decay_from=decay_from,
+                class_weight=cfg.get("class_weight"))
 
 
 def load_data(p):
@@ -381,7 +389,12 @@ def _loop(p, keras, strategy, run, opts, started):
         tape_loop(model, run.optimizer, _loss(keras, spec.head, p.recipe.label_smoothing), run,
                   x_tr, y_tr, x_va, y_va)
     elif run.epochs_left():
+        weights = balanced_weights(y_tr, len(run.info.classes)) if p.class_weight else None
+        if weights:
+            log("class weights (balanced): " + ", ".join(f"{run.info.classes[c]} {w:.3f}"
+                                                         for c, w in weights.items()))
         model.fit(pipeline(x_tr, y_tr, bs, shuffle_seed=p.seed), epochs=p.recipe.epochs,
+                  class_weight=weights,
                   initial_epoch=run.done, validation_data=pipeline(x_va, y_va, bs),
                   shuffle=False, verbose=0,  # the pipeline shuffles
                   callbacks=[keras.callbacks.TerminateOnNaN(), _EpochEnd(keras, run),
@@ -413,6 +426,13 @@ def _interrupted(p, done, created):
     if created:
         shutil.rmtree(p.run_dir, ignore_errors=True)
     return f"interrupted before the first epoch ended; nothing was kept; start again with: {p.command()}"
+
+
+def balanced_weights(y, k):
+    """{class: n / (k * n_class)}: inverse class frequency, 1 on average over the images
+    (scikit-learn's "balanced"); a class with no training image gets 0."""
+    counts = np.bincount(np.asarray(y, int).reshape(-1), minlength=k)
+    return {c: (float(len(y) / (k * n)) if n else 0.0) for c, n in enumerate(counts)}
 
 
 def pipeline(x, y, batch_size, shuffle_seed=None, kind=None):

@@ -245,6 +245,13 @@ def test_limit_takes_the_same_per_class_subset_everywhere():
     assert len(ys) == 200
 
 
+def test_balanced_class_weights():
+    from convzoo.train import balanced_weights
+
+    w = balanced_weights(np.array([0] * 90 + [1] * 10), 2)
+    assert w == pytest.approx({0: 100 / 180, 1: 100 / 20})
+
+
 def test_evaluate_scores_balanced_accuracy_and_macro_f1():
     from convzoo.evaluate import score
 
