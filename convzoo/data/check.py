@@ -25,6 +25,7 @@ TINY_CLASS = 10  # training images
 IMBALANCE = 10.0  # largest class / smallest class, in train
 SMALL = 0.5  # an image whose shorter side is below this fraction of the input size
 EXAMPLES = 3
+BIG_RUN = 512  # images sharing one band value, compared in row blocks
 
 
 # ---------------------------------------------------------------- hashes
@@ -79,18 +80,31 @@ def near_pairs(h, bits=NEAR_BITS):
         sb = band[order]
         starts = np.flatnonzero(np.r_[True, sb[1:] != sb[:-1]])
         sizes = np.diff(np.r_[starts, n])
-        for size in np.unique(sizes[sizes > 1]):
-            runs = starts[sizes == size]  # every run of this length at once
-            members = order[runs[:, None] + np.arange(size)[None, :]]  # (runs, size)
-            a, b = np.triu_indices(size, 1)
-            i, j = members[:, a].ravel(), members[:, b].ravel()
-            close = np.bitwise_count(h[i] ^ h[j]) <= bits
-            i, j = i[close], j[close]
-            found.append(np.stack([np.minimum(i, j), np.maximum(i, j)], axis=1))
+        for size in np.unique(sizes[(sizes > 1) & (sizes <= BIG_RUN)]):
+            runs = starts[sizes == size]  # every short run of this length at once
+            for r in range(0, len(runs), max(1, 2**22 // (size * size))):  # bounded memory
+                members = order[runs[r:r + max(1, 2**22 // (size * size)), None] + np.arange(size)[None, :]]
+                a, b = np.triu_indices(size, 1)
+                i, j = members[:, a].ravel(), members[:, b].ravel()
+                close = np.bitwise_count(h[i] ^ h[j]) <= bits
+                found.append(_keys(i[close], j[close], n))
+        for start, size in zip(starts[sizes > BIG_RUN], sizes[sizes > BIG_RUN]):
+            members = order[start:start + size]  # a long run (many alike images): in row blocks
+            for r in range(0, size, 256):
+                rows = members[r:r + 256]
+                close = np.bitwise_count(h[rows][:, None] ^ h[members][None, :]) <= bits
+                close &= np.arange(size)[None, :] > (r + np.arange(len(rows)))[:, None]
+                i, j = np.nonzero(close)
+                found.append(_keys(rows[i], members[j], n))
     if not found:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    pairs = np.unique(np.concatenate(found), axis=0)
-    return pairs[:, 0], pairs[:, 1]
+    keys = np.unique(np.concatenate(found))
+    return keys // n, keys % n
+
+
+def _keys(i, j, n):
+    """One int64 per unordered pair (smaller index first), for np.unique."""
+    return np.minimum(i, j).astype(np.int64) * n + np.maximum(i, j)
 
 
 def exact_pairs(keys):
