@@ -358,7 +358,8 @@ def data_check(target, data_dir, as_json):
                                "from it (a warm start) [default: random initial weights].")
 @click.option("--seed", type=int, help="Random seed for weights and shuffling [default: 0].")
 @click.option("--class-weight", type=click.Choice(["balanced"]),
-              help="balanced: weight the loss by inverse class frequency (for imbalanced classes).")
+              help="balanced: weight the loss by inverse class frequency (for imbalanced classes) "
+                   "[default: every image weighs the same].")
 @data_dir_option
 @click.option("--output", type=click.Path(dir_okay=False),
               help="Checkpoint path, .h5 or .keras; auto: the default name, or the first free -2, -3, "

@@ -252,6 +252,20 @@ def test_balanced_class_weights():
     assert w == pytest.approx({0: 100 / 180, 1: 100 / 20})
 
 
+def test_class_weight_balanced_through_the_cli(runner, tmp_path):
+    from conftest import SAMPLE
+
+    res = invoke(runner, "train", "mnist", "--model", "mlp", "--epochs", "1", "--limit", "300",
+                 "--class-weight", "balanced", "--data-dir", SAMPLE, "--output", "m.h5")
+    assert res.exit_code == 0, res.output
+    assert "class weights (balanced): 0 " in res.output
+    cfg = json.loads((tmp_path / "m_run" / "config.json").read_text())
+    assert "--class-weight balanced" in cfg["repeat"]
+    res = invoke(runner, "train", "fashion_mnist", "--model", "fashion-cnn-scratch", "--epochs", "1", "--limit", "300",
+                 "--class-weight", "balanced", "--data-dir", SAMPLE, "--output", "s.h5")
+    assert res.exit_code != 0 and "hand-written loop" in res.output
+
+
 def test_evaluate_scores_balanced_accuracy_and_macro_f1():
     from convzoo.evaluate import score
 
