@@ -86,7 +86,7 @@ def import_source(source, folder, train=1000, validation=500, test=500, seed=0, 
     report = {"folder": folder, "source": src.path, "layout": layout, "seed": seed,
               "written": {s: 0 for s in SPLITS if sizes[s]},
               "per_class": {c: {s: 0 for s in SPLITS if sizes[s]} for c in CLASSES},
-              "skipped": [], "ignored": ignored, "short": []}
+              "skipped": list(src.links), "ignored": ignored, "short": []}
     with folders.building(folder) as tmp:
         for s in SPLITS:
             if sizes[s]:

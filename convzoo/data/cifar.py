@@ -200,7 +200,7 @@ def import_source(source, folder, overwrite=False):
         if src.kind == "folder" and len(nested) == 1 and not _find_tree(src)[0]:
             src = folders.Source(src.local_path(nested[0]))
             batch_names = _find_batches(src)
-    report = {"folder": folder, "source": src.path, "written": {}, "skipped": [], "ignored": 0}
+    report = {"folder": folder, "source": src.path, "written": {}, "skipped": list(src.links), "ignored": 0}
     if batch_names is not None:
         report["layout"] = "batches"
         with folders.building(folder) as tmp:

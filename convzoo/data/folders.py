@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from convzoo import images, progress
+from convzoo.data import guards
 from convzoo.errors import DataError, ImageError
 from convzoo.fileio import atomic_path
 
@@ -74,7 +75,8 @@ class Source:
     def __init__(self, path):
         self.path = os.path.abspath(os.fspath(path))
         self.names = []
-        if os.path.isdir(self.path):
+        self.links = []  # (name, why) of a folder's links and special files: listed, never read
+        if guards.check_source(self.path) == "folder":
             self.kind = "folder"
             self._scan_folder()
         elif not os.path.exists(self.path):
@@ -90,11 +92,7 @@ class Source:
         self.names.sort()
 
     def _scan_folder(self):
-        for top, dirs, files in os.walk(self.path):
-            dirs.sort()
-            rel = os.path.relpath(top, self.path).replace(os.sep, "/")
-            for f in files:
-                self.names.append(f if rel == "." else f"{rel}/{f}")
+        self.names, self.links = guards.walk_regular(self.path)
 
     def _scan_zip(self):
         self._zip = {}
@@ -146,7 +144,9 @@ class Source:
             for name, dest in wanted.items():
                 bar.advance()
                 try:
-                    shutil.copyfile(self.local_path(name), dest)
+                    guards.copy_regular(self.local_path(name), dest, MAX_FILE_BYTES)
+                except ValueError as e:
+                    failed[name] = str(e)
                 except OSError as e:
                     failed[name] = f"cannot read ({e.strerror or e})"
         elif self.kind == "zip":
