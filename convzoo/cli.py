@@ -13,21 +13,34 @@ from convzoo import data as catalog
 from convzoo.errors import ConvzooError
 
 MODELS_DIR = bundled.models_dir()
+REPORT = "README.md, 'Reporting a bug'"
 
 
 class Group(click.Group):
-    """Turns a ConvzooError into one line on stderr (exit 1) and Ctrl-C into exit 130."""
+    """Turns a ConvzooError into one line on stderr (exit 1), Ctrl-C into exit 130, and any other
+    exception into one line saying it is a bug (exit 1; CONVZOO_RAISE_BUGS=1 re-raises it, as tests do)."""
 
     def invoke(self, ctx):
+        from convzoo.text import one_line
+
         try:
             return super().invoke(ctx)
         except ConvzooError as e:
-            exc = click.ClickException(str(e))
+            exc = click.ClickException(one_line(e))
             exc.exit_code = getattr(e, "exit_code", 1)
             raise exc from None
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as e:  # noqa: BLE001 -- the last resort: a bug, said in one line
+            if os.environ.get("CONVZOO_RAISE_BUGS"):
+                raise
+            first = str(e).splitlines()[0] if str(e) else ""
+            raise click.ClickException(one_line(
+                f"internal error ({type(e).__name__}: {first[:200]}); this is a bug in convzoo "
+                f"{__version__}: please report it with the command you ran ({REPORT})")) from None
 
 
 def err(msg):
@@ -71,6 +84,22 @@ def recipe_options(fn):
             kind = click.Choice(zoo.SCHEDULES) if f.name == "schedule" else f.type
             fn = click.option(f"--{flag}", f.name, type=kind, help=text)(fn)
     return fn
+
+
+def printable(value):
+    from convzoo.text import printable as escape
+
+    return escape(value)
+
+
+def echo_json(obj, **kwargs):
+    """Strict JSON on stdout: NaN or infinity is written as null, and said on stderr."""
+    from convzoo.text import strict_json
+
+    text, bad = strict_json(obj, **kwargs)
+    click.echo(text)
+    if bad:
+        err(f"warning: {bad} value(s) were NaN or infinite and are written as null")
 
 
 data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False),
@@ -118,7 +147,7 @@ def models(name, as_json, dataset, results_dir):
         from convzoo import results
 
         rows = results.collect(results_dir)
-        click.echo(json.dumps(rows, indent=2) if as_json else results.markdown(rows))
+        echo_json(rows, indent=2) if as_json else click.echo(results.markdown(rows))
         return
     if name:
         from convzoo import describe
@@ -290,7 +319,7 @@ def print_import(name, report, echo=click.echo):
         err(note)
     ignored = report["ignored"] if isinstance(report.get("ignored"), list) else []
     for entry, why in (ignored + report["skipped"])[:20]:
-        err(f"skipped {entry}: {why}")
+        err(f"skipped {printable(entry)}: {printable(why)}")
     if len(ignored + report["skipped"]) > 20:
         err(f"... and {len(ignored + report['skipped']) - 20} more (all listed in the dataset card)")
     written = ", ".join(f"{split} {n:,}" for split, n in report["written"].items())
@@ -516,7 +545,7 @@ def evaluate(checkpoint, data_dir, limit, as_json, report_dir, dataset, record, 
             k: result[k] for k in ("accuracy", "loss", "n", "dataset", "tta") if k in result} | {
             "date": datetime.date.today().isoformat()}})
     if as_json:
-        click.echo(json.dumps(result))
+        echo_json(result)
     else:
         click.echo(ev.format_text(result, [r["class"] for r in result["per_class"]]))
         if report_dir:
@@ -549,7 +578,7 @@ def compare(checkpoints, output, overwrite, as_json):
 
         save_figure(cmp.figure(rows), output)
     if as_json:
-        click.echo(json.dumps(rows))
+        echo_json(rows)
     else:
         click.echo(cmp.table(rows))
     if output:
@@ -626,21 +655,21 @@ def predict(images, model_path, top_k, as_json, no_litert, output, overwrite, sa
                          tta=tta)
     for r in results:
         for w in r.get("warnings", []):
-            err(f"warning: {r['file']}: {w}")
+            err(f"warning: {printable(r['file'])}: {printable(w)}")
     if output:
         resultfile.write(results, output)
         err(f"wrote {len(results)} row(s) to {output}")
     elif as_json:
-        click.echo(json.dumps(results))
+        echo_json(results)
     else:
         for r in results:
             if r["error"]:
                 continue
-            preds = ", ".join(f"{p['label']} {p['probability']:.3f}" for p in r["predictions"])
-            click.echo(f"{r['file']}: {preds}")
+            preds = ", ".join(f"{printable(p['label'])} {p['probability']:.3f}" for p in r["predictions"])
+            click.echo(f"{printable(r['file'])}: {preds}")
     failed = [r for r in results if r["error"]]
     for r in failed:
-        err(f"error: {r['error']}")
+        err(f"error: {printable(r['error'])}")
     if failed:
         sys.exit(1)
 

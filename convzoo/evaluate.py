@@ -102,7 +102,12 @@ def write_report(report_dir, result, x, y, probs, meta, model):
 
 
 def format_text(result, classes):
-    """The human-readable report."""
+    """The human-readable report; names from the checkpoint made printable."""
+    from convzoo.text import printable
+
+    classes = [printable(c) for c in classes]
+    result = {**result, "checkpoint": printable(result["checkpoint"]),
+              "per_class": [{**r, "class": printable(r["class"])} for r in result["per_class"]]}
     lines = [f"{result['checkpoint']} on {result['dataset']} test set ({result['n']} images)",
              f"accuracy {result['accuracy']:.4f}  loss {result['loss']:.4f}",
              f"balanced accuracy {result['balanced_accuracy']:.4f}  macro F1 {result['macro_f1']:.4f}", "",

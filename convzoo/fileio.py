@@ -108,3 +108,28 @@ def check_output(path, overwrite=False, need_bytes=0, is_folder=False):
         raise ConvzooError(f"not enough disk space in {probe}: {free // 2**20} MB free, "
                            f"about {need_bytes // 2**20} MB needed")
     return path
+
+
+MAX_WALK_DEPTH = 100  # folder levels under a folder given on the command line
+
+
+def walk_files(root, keep=lambda name: True, max_depth=MAX_WALK_DEPTH):
+    """Files under `root` whose name `keep` accepts, sorted, without recursion (os.walk overflows
+    Python's stack on deep trees) and without following links to folders."""
+    out, stack = [], [(os.fspath(root), 0)]
+    while stack:
+        folder, depth = stack.pop()
+        if depth > max_depth:
+            raise ConvzooError(f"{root}: folders nest deeper than {max_depth} levels; give a shallower folder")
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as e:
+            raise ConvzooError(f"{folder}: cannot list folder ({e.strerror or e})") from None
+        subdirs = []
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                subdirs.append((entry.path, depth + 1))
+            elif keep(entry.name):
+                out.append(entry.path)
+        stack.extend(reversed(subdirs))
+    return out

@@ -11,13 +11,12 @@ from convzoo.errors import ConvzooError, ImageError
 
 def expand(paths):
     """Files in the order given; folders contribute their images (recursively, sorted)."""
+    from convzoo.fileio import walk_files
+
     out = []
     for p in paths:
         if os.path.isdir(p):
-            for root, dirs, files in os.walk(p):
-                dirs.sort()
-                out += [os.path.join(root, f) for f in sorted(files)
-                        if f.lower().endswith(images.EXTENSIONS)]
+            out += walk_files(p, lambda name: name.lower().endswith(images.EXTENSIONS))
         else:
             out.append(p)
     return out
@@ -154,6 +153,10 @@ def predict(paths, model_path, top_k=3, log=None, use_twin=True, save_input=None
         probs = probabilities(views.outputs(run, np.stack(batch), meta, tta)[0], meta["head"])
         k = max(1, min(top_k, len(classes)))
         for i, p in zip(where, probs):
+            if not np.isfinite(p).all():
+                results[i]["error"] = (f"{results[i]['file']}: the model's output is not a number "
+                                       "(NaN or infinite weights?)")
+                continue
             order = np.argsort(-p)[:k]
             results[i]["predictions"] = [{"label": classes[j], "probability": round(float(p[j]), 6)}
                                          for j in order]

@@ -60,26 +60,57 @@ def collect(folder):
     rows = []
     for path in sorted(glob.glob(os.path.join(folder, "*.h5"))):
         meta = checkpoint.read_meta(path)
-        spec = zoo.REGISTRY.get(meta["model"])
-        recipe = meta.get("recipe", {})
-        test, tta = meta.get("test") or {}, meta.get("test_tta") or {}
-        epochs, seconds = _chain(meta)
-        best = best_epoch(meta.get("history"))
-        rows.append({
-            "file": os.path.basename(path), "dataset": meta["dataset"], "model": meta["model"],
-            "source": meta.get("source", ""), "params": meta.get("params") or (spec.params if spec else None),
-            "size_mb": round(os.path.getsize(path) / 2**20, 2),
-            "test_accuracy": test.get("accuracy"), "test_n": test.get("n"),
-            "best_val_accuracy": best and best[1], "best_epoch": best and best[0],
-            "tta_accuracy": tta.get("accuracy"), "tta_views": tta.get("tta"),
-            "epochs": epochs, "train_minutes": round(seconds / 60, 1),
-            "batch_size": recipe.get("batch_size"), "command": command(meta, os.path.basename(path)),
-            "repeat": meta.get("repeat"),  # the exact command the run stored, every option spelled out
-            "seed_figure": spec.reported if spec else "",
-        })
+        try:
+            rows.append(_row(path, meta))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            field = f"field {e}" if isinstance(e, KeyError) else f"a field of the wrong type ({e})"
+            raise ConvzooError(f"{path}: convzoo metadata lacks {field}; "
+                               "re-save the checkpoint with convzoo") from None
     if not rows:
         raise ConvzooError(f"no .h5 checkpoints in {folder}")
     return rows
+
+
+def _row(path, meta):
+    """One results row from a checkpoint's metadata; strings made printable."""
+    from convzoo.text import printable
+
+    for field in ("model", "dataset"):
+        if not isinstance(meta[field], str):
+            raise TypeError(f"'{field}' is not a string")
+    for field in ("recipe", "test", "test_tta", "history", "started_from"):
+        if meta.get(field) is not None and not isinstance(meta[field], dict):
+            raise TypeError(f"'{field}' is not an object")
+    numbers = {"params": meta.get("params"), "seed": meta.get("seed"), "epochs_run": meta.get("epochs_run"),
+               "train_seconds": meta.get("train_seconds"), **{f"test.{k}": (meta.get("test") or {}).get(k)
+                                                             for k in ("accuracy", "n")},
+               "test_tta.accuracy": (meta.get("test_tta") or {}).get("accuracy"),
+               "recipe.batch_size": (meta.get("recipe") or {}).get("batch_size")}
+    for field, value in numbers.items():
+        if value is not None and (type(value) not in (int, float)):  # noqa: E721 -- not bool
+            raise TypeError(f"'{field}' is not a number")
+    spec = zoo.REGISTRY.get(meta["model"])
+    recipe = meta.get("recipe", {})
+    test, tta = meta.get("test") or {}, meta.get("test_tta") or {}
+    epochs, seconds = _chain(meta)
+    best = best_epoch(meta.get("history"))
+    row = {
+        "file": os.path.basename(path), "dataset": meta["dataset"], "model": meta["model"],
+        "source": meta.get("source", ""), "params": meta.get("params") or (spec.params if spec else None),
+        "size_mb": round(os.path.getsize(path) / 2**20, 2),
+        "test_accuracy": test.get("accuracy"), "test_n": test.get("n"),
+        "best_val_accuracy": best and best[1], "best_epoch": best and best[0],
+        "tta_accuracy": tta.get("accuracy"), "tta_views": tta.get("tta"),
+        "epochs": epochs, "train_minutes": round(seconds / 60, 1),
+        "batch_size": recipe.get("batch_size"), "command": command(meta, os.path.basename(path)),
+        "repeat": meta.get("repeat"),  # the exact command the run stored, every option spelled out
+        "seed_figure": spec.reported if spec else "",
+    }
+    return {k: printable(v) if isinstance(v, str) else v for k, v in row.items()}
+
+
+def _count(n):
+    return f"{n:,}" if isinstance(n, (int, float)) else "?"
 
 
 def markdown(rows):
@@ -87,7 +118,7 @@ def markdown(rows):
              "| reproduce | seed figure |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r["test_accuracy"] is not None:
-            acc = f"{100 * r['test_accuracy']:.2f}% (n={r['test_n']:,})"
+            acc = f"{100 * r['test_accuracy']:.2f}% (n={_count(r['test_n'])})"
         elif r["best_val_accuracy"] is not None:
             acc = (f"not evaluated; best validation {100 * r['best_val_accuracy']:.2f}% at epoch "
                    f"{r['best_epoch']} (`convzoo evaluate FILE --record` adds the test score)")
@@ -95,7 +126,7 @@ def markdown(rows):
             acc = "not evaluated (run `convzoo evaluate FILE --record`)"
         if r.get("tta_accuracy") is not None:  # `convzoo evaluate FILE --tta --record`
             acc += f"; {100 * r['tta_accuracy']:.2f}% with --tta ({r['tta_views']})"
-        lines.append(f"| {r['file']} | {r['dataset']} | {r['model']} ({r['source']}) | {r['params']:,} "
+        lines.append(f"| {r['file']} | {r['dataset']} | {r['model']} ({r['source']}) | {_count(r['params'])} "
                      f"| {r['size_mb']} MB | {acc} | {r['epochs']} | {r['train_minutes']} min "
                      f"| `{r['repeat'] or r['command']}` | {r['seed_figure']} |")
     return "\n".join(lines)

@@ -12,6 +12,7 @@ SAMPLE = ROOT / "data"
 def isolated(tmp_path, monkeypatch):
     """User state goes to a temp dir: no test reads or writes ~/.convzoo."""
     monkeypatch.setenv("CONVZOO_DATA", str(tmp_path / "convzoo-data"))
+    monkeypatch.setenv("CONVZOO_RAISE_BUGS", "1")  # the CLI's last-resort handler re-raises: bugs fail tests
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # LiteRT twins of user checkpoints
     monkeypatch.delenv("CONVZOO_MODEL", raising=False)
     monkeypatch.chdir(tmp_path)
