@@ -142,3 +142,28 @@ def test_file_names_and_class_names_are_printed_escaped(tmp_path):
     assert res.exit_code == 0, res.output
     assert res.stdout.count("\n") == 1 and "\x1b" not in res.stdout and "\r" not in res.stdout
     assert "a\\x1b]0;x\\x07\\rb.png: c" in res.stdout and "\\x1b[2J\\r\\nspoof" in res.stdout
+
+
+def test_nan_weights_give_strict_json_and_an_error(tmp_path):
+    """NaN weights made `predict --json` print NaN, which is not JSON."""
+    import numpy as np
+    from PIL import Image
+
+    from convzoo import zoo
+
+    model = zoo.build_model("mlp", "mnist", (28, 28, 1), 10)
+    model.layers[-1].set_weights([np.full(w.shape, np.nan, w.dtype) for w in model.layers[-1].get_weights()])
+    path = checkpoint.save(model, str(tmp_path / "nan.h5"), tiny_meta())
+    Image.new("L", (28, 28)).save(tmp_path / "x.png")
+    res = CliRunner().invoke(cli, ["predict", str(tmp_path / "x.png"), "--model", path, "--json"],
+                             catch_exceptions=False)
+    assert res.exit_code == 1
+    rows = json.loads(res.stdout)  # strict: json.loads would accept NaN, so check the text too
+    assert ": NaN" not in res.stdout and rows[0]["predictions"] == []
+    assert "not a number" in rows[0]["error"] and res.stderr.count("\n") == 1
+
+
+def test_strict_json_turns_nan_into_null():
+    from convzoo.text import strict_json
+
+    assert strict_json({"a": [float("nan"), 1.0, float("inf")]}) == ('{"a": [null, 1.0, null]}', 2)
