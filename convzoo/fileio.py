@@ -62,8 +62,19 @@ def sha256(path, chunk=2**20):
     """The hex SHA-256 of a file's bytes (the key of a checkpoint's LiteRT twin)."""
     import hashlib
 
+    import stat
+
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO would block a plain open
+    except FileNotFoundError:
+        raise ConvzooError(f"{path}: no such file") from None
+    except OSError as e:
+        raise ConvzooError(f"{path}: cannot read ({e.strerror or e})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # fdopen refuses a folder with IsADirectoryError
+        os.close(fd)
+        raise ConvzooError(f"{path}: not a regular file")
+    with os.fdopen(fd, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()

@@ -226,7 +226,9 @@ def write(report_dir, result, x, y, probs, meta, model):
     result = dict(result, calibration_error=round(ece, 6),
                   most_confused=[{"true": t, "predicted": p, "count": n, "share": round(s, 4)}
                                  for t, p, n, s in pairs])
-    write_text(os.path.join(report_dir, "metrics.json"), json.dumps(result, indent=2) + "\n")
+    from convzoo.text import strict_json
+
+    write_text(os.path.join(report_dir, "metrics.json"), strict_json(result, indent=2)[0] + "\n")  # no NaN
     tips = hints(result, history, classes, ece, float(conf.mean()) if len(conf) else 0.0)
 
     e = html.escape

@@ -448,10 +448,11 @@ def read_once(path, limit, what="model"):
         raise CheckpointError(f"{path}: no such {what} file") from None
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read {what} ({e.strerror or e})") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):  # fdopen refuses a folder with IsADirectoryError
+        os.close(fd)
+        raise CheckpointError(f"{path}: not a regular file, not a {what}")
     with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise CheckpointError(f"{path}: not a regular file, not a {what}")
         if st.st_size > limit:
             refuse(path, f"a {what} of {_mb(st.st_size)}", f"over the {_mb(limit)} limit")
         data = f.read(limit + 1)

@@ -76,10 +76,11 @@ def _commands(bad, good_png):
             ["data", "import", "mnist", bad["garbage.zip"]],
             ["train", "mnist", "--data-dir", bad["data"], "--epochs", "1"], ["train", "nope"],
             ["train", "mnist", "--model", "nope"],
-            ["predict", bad["deep"], "--model", "mnist"], ["predict", good_png, "--model", bad["garbage.tflite"]]]
+            ["predict", bad["deep"], "--model", "mnist"], ["explain", bad["text.png"], "--model", "mnist"], ["predict", good_png, "--model", bad["garbage.tflite"]]]
     for name in files:
         runs += [["evaluate", bad[name]], ["export", bad[name], "--format", "tflite"],
-                 ["predict", good_png, "--model", bad[name]], ["compare", bad[name]]]
+                 ["predict", good_png, "--model", bad[name]], ["compare", bad[name]],
+                 ["explain", good_png, "--model", bad[name], "--output", bad["results"].parent / "x"]]
     return runs
 
 
