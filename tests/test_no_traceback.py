@@ -161,7 +161,7 @@ def test_nan_weights_give_strict_json_and_an_error(tmp_path):
     assert res.exit_code == 1
     rows = json.loads(res.stdout)  # strict: json.loads would accept NaN, so check the text too
     assert ": NaN" not in res.stdout and rows[0]["predictions"] == []
-    assert "not a number" in rows[0]["error"] and res.stderr.count("\n") == 1
+    assert "not a number" in rows[0]["error"] and res.stderr.count("error: ") == 1
 
 
 def test_strict_json_turns_nan_into_null():
