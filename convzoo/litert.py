@@ -75,11 +75,9 @@ def read_meta(content, path):
 
 
 def _read(path):
-    from convzoo import checkpoint
+    from convzoo import safeload
 
-    checkpoint.regular_file(path, "model")
-    with open(path, "rb") as f:
-        return f.read()
+    return safeload.read_once(path, safeload.MAX_TFLITE, "model")  # one open, fstat-checked, one read
 
 
 class Runner:
@@ -89,6 +87,10 @@ class Runner:
         path = os.fspath(path)
         content = _read(path)
         self.meta = read_meta(content, path)
+        from convzoo import safeload
+
+        plan = safeload.check_tflite(content, path)  # custom ops, control flow, sizes: before the interpreter
+        batch_size = min(batch_size, safeload.batch_size(plan.image_bytes))
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:

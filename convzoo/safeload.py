@@ -460,3 +460,82 @@ def read_once(path, limit, what="model"):
         refuse(path, f"a {what} over {_mb(limit)}", "it grew while being read")
     return data
 
+
+# ------------------------------------------------------------------ LiteRT flatbuffers
+MAX_TFLITE = MAX_WEIGHT_BYTES + 64 * 2**20  # the file: weights plus a flatbuffer of a few MB
+MAX_OPS = 10_000  # operators; convzoo's models have under 100
+# The builtin ops convzoo's exports use, and their plain neighbours: no control flow (WHILE, IF,
+# CALL_ONCE run other subgraphs and can loop forever), no custom or Flex ops (code outside LiteRT).
+TFLITE_OPS = {
+    "ADD", "AVERAGE_POOL_2D", "CAST", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "DEQUANTIZE", "DIV",
+    "EXP", "FULLY_CONNECTED", "HARD_SWISH", "LOGISTIC", "MAXIMUM", "MAX_POOL_2D", "MEAN", "MINIMUM", "MUL",
+    "PACK", "PAD", "PADV2", "QUANTIZE", "RELU", "RELU6", "RESHAPE", "RSQRT", "SHAPE", "SOFTMAX", "SQRT",
+    "SQUARED_DIFFERENCE", "SQUEEZE", "STRIDED_SLICE", "SUB", "SUM", "TANH", "TRANSPOSE", "LEAKY_RELU",
+}
+# bytes per element by TensorType; anything unlisted counts 8
+_TFLITE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 8: 8, 9: 1, 10: 8, 11: 16, 12: 8, 13: 4, 15: 4,
+                 16: 2, 17: 1, 18: 1}
+
+
+class TflitePlan:
+    """What a .tflite needs: bytes of constants, bytes of activations per image, operators."""
+
+    def __init__(self, weights, image_bytes, ops):
+        self.weights, self.image_bytes, self.ops = weights, image_bytes, ops
+
+
+def check_tflite(content, name):
+    """Refuse a .tflite with custom, Flex or control-flow ops, several subgraphs, too many ops, or
+    tensors over the budgets, before an interpreter is made; a TflitePlan otherwise."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    try:
+        model = schema.Model.GetRootAs(content, 0)
+        if model.SubgraphsLength() != 1:
+            refuse(name, f"a LiteRT model of {model.SubgraphsLength()} subgraphs",
+                   "convzoo's exports have one (more means control flow)")
+        kinds = []
+        for i in range(model.OperatorCodesLength()):
+            code = model.OperatorCodes(i)
+            op = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+            kind = op_names.get(op, f"builtin op {op}")
+            if kind == "CUSTOM":
+                custom = (code.CustomCode() or b"").decode("utf-8", "replace")
+                refuse(name, f"custom op '{_short(custom)}'", "convzoo runs only LiteRT's builtin ops")
+            if kind not in TFLITE_OPS:
+                refuse(name, f"op {kind}", "convzoo runs only the builtin ops of image classifiers, "
+                       "no control flow")
+            kinds.append(kind)
+        graph = model.Subgraphs(0)
+        ops = graph.OperatorsLength()
+        if ops > MAX_OPS:
+            refuse(name, f"{ops:,} operators", f"over the {MAX_OPS:,} limit")
+        for i in range(ops):
+            if graph.Operators(i).OpcodeIndex() >= len(kinds):
+                refuse(name, "an operator with no op code", "a damaged LiteRT model")
+        weights = activations = 0
+        for i in range(graph.TensorsLength()):
+            tensor = graph.Tensors(i)
+            shape = [int(n) for n in tensor.ShapeAsNumpy()] if tensor.ShapeLength() else []
+            if any(n < -1 or n > MAX_DIM for n in shape):
+                refuse(name, f"tensor {i} of shape {shape}", "not a size")
+            size = math.prod(max(n, 1) for n in shape) * _TFLITE_BYTES.get(tensor.Type(), 8)
+            buffer = tensor.Buffer()
+            constant = 0 < buffer < model.BuffersLength() and (model.Buffers(buffer).DataLength() > 0
+                                                              or model.Buffers(buffer).Size() > 0)
+            if constant:
+                weights += size
+            else:
+                activations += size
+        budget = weight_budget()
+        if weights > budget:
+            refuse(name, f"its constant tensors take {_mb(weights)}", f"over the {_mb(budget)} this machine "
+                   "gives a model")
+        if activations > 4 * MAX_IMAGE_BYTES:
+            refuse(name, f"its tensors take {_mb(activations)} per image", f"over the {_mb(4 * MAX_IMAGE_BYTES)} limit")
+    except CheckpointError:
+        raise
+    except Exception as e:  # noqa: BLE001 -- flatbuffers raise many types on damaged bytes
+        raise CheckpointError(f"{name}: cannot read LiteRT model ({type(e).__name__})") from None
+    return TflitePlan(weights, activations, ops)

@@ -60,3 +60,29 @@ def test_a_decode_over_its_time_budget_is_an_error(tmp_path, monkeypatch):
         images.read(path)
     monkeypatch.undo()
     assert images.read(path).shape == (1500, 1500, 3)  # and the alarm is gone afterwards
+
+
+def test_tflite_checked_before_the_interpreter(tmp_path, monkeypatch):
+    pytest.importorskip("ai_edge_litert")
+    from convzoo import safeload
+
+    good = (ROOT / "models" / "mnist.tflite").read_bytes()
+    plan = safeload.check_tflite(good, "mnist.tflite")
+    assert 0 < plan.ops < 100 and plan.weights > 0 and plan.image_bytes > 0
+    with pytest.raises(CheckpointError, match="cannot read LiteRT model"):
+        safeload.check_tflite(b"\x10\x00\x00\x00TFL3" + b"\xff" * 64, "junk.tflite")
+    monkeypatch.setattr(safeload, "TFLITE_OPS", safeload.TFLITE_OPS - {"CONV_2D"})
+    with pytest.raises(CheckpointError, match="op CONV_2D"):
+        safeload.check_tflite(good, "mnist.tflite")
+
+
+def test_predict_with_a_damaged_tflite_is_one_line(runner, tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    bad = tmp_path / "bad.tflite"
+    good = (ROOT / "models" / "mnist.tflite").read_bytes()
+    bad.write_bytes(good[:len(good) // 3])  # cut short
+    png = tmp_path / "x.png"
+    Image.new("L", (28, 28)).save(png)
+    res = invoke(runner, "predict", png, "--model", bad)
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert res.output.strip().count("\n") == 0 and "bad.tflite" in res.output, res.output
