@@ -38,6 +38,7 @@ def main():
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     from convzoo import bundled, litert
+    from convzoo import data as catalog
     from convzoo.data import store
     from convzoo.predict import probabilities
 
@@ -50,7 +51,8 @@ def main():
         runners = {"float32": litert.Runner(f32), "int8": litert.Runner(i8)}
         meta = runners["float32"].meta
         x, y = store.load(meta["dataset"], store.data_dir(args.data_dir), "test")
-        x, y = x[:args.limit], np.asarray(y[:args.limit], int)
+        # the same subset --limit takes everywhere: per class where the files come sorted by class
+        x, y = store.subset(x, np.asarray(y, int), args.limit, catalog.get(meta["dataset"], args.data_dir))
         row = {"model": name, "n": len(y)}
         for kind, r in runners.items():
             p = probabilities(r(x), meta["head"])
