@@ -197,13 +197,7 @@ def _is_tar(path):
 
 
 def _copy_limited(f, dest):
-    done = 0
-    with open(dest, "wb") as out:
-        while chunk := f.read(1 << 20):
-            done += len(chunk)
-            if done > MAX_FILE_BYTES:
-                raise ValueError(f"larger than {MAX_FILE_BYTES // 2**20} MB")
-            out.write(chunk)
+    guards.copy_limited(f, dest, MAX_FILE_BYTES)
 
 
 # ---------------------------------------------------------------- building the target folder

@@ -66,10 +66,15 @@ def copy_regular(src, dest, max_bytes):
             raise ValueError("not a regular file")
         if st.st_size > max_bytes:
             raise ValueError(f"larger than {max_bytes // 2**20} MB")
-        done = 0
-        with open(dest, "xb") as out:
-            while chunk := f.read(1 << 20):
-                done += len(chunk)
-                if done > max_bytes:
-                    raise ValueError(f"larger than {max_bytes // 2**20} MB")
-                out.write(chunk)
+        copy_limited(f, dest, max_bytes, "xb")
+
+
+def copy_limited(f, dest, max_bytes, mode="wb"):
+    """Copy the open file `f` to `dest` in 1 MB chunks; ValueError past max_bytes (a size can lie)."""
+    done = 0
+    with open(dest, mode) as out:
+        while chunk := f.read(1 << 20):
+            done += len(chunk)
+            if done > max_bytes:
+                raise ValueError(f"larger than {max_bytes // 2**20} MB")
+            out.write(chunk)
