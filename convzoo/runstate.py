@@ -1,7 +1,9 @@
 """The state of one training run: per-epoch history, state.npz (weights, optimizer variables and
 history, to --resume), the checkpoint rewritten after each epoch, its metadata, and the run folder
-(history.csv, config.json, curves.png). Every training loop calls Run.end_epoch once per epoch.
+(history.csv, config.json, curves.png), and the lock that keeps a second training off one --output.
+Every training loop calls Run.end_epoch once per epoch.
 """
+import contextlib
 import csv
 import dataclasses
 import datetime
@@ -10,6 +12,7 @@ import json
 import math
 import os
 import platform
+import stat
 import sys
 
 import numpy as np
@@ -27,6 +30,89 @@ def run_folder(output):
 
 def state_path(output):
     return os.path.join(run_folder(output), "state.npz")
+
+
+def lock_path(output):
+    return os.fspath(output) + ".lock"
+
+
+@contextlib.contextmanager
+def locked(output, log):
+    """Hold `<output>.lock` (this PID and host) for the block: a second training to the same
+    --output refuses, naming the first's PID; a lock left by a process that died on this host is
+    taken over. Created with O_EXCL and O_NOFOLLOW, so a link there is never followed."""
+    path, me = lock_path(output), (os.getpid(), platform.node())
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    for _ in range(5):  # another try after taking over a dead process's lock, or a race lost
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        except FileExistsError:
+            _take_over(output, path, log)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{me[0]} {me[1]}\n")
+        break
+    else:
+        raise ConvzooError(f"cannot take the lock {path}; try again")
+    try:
+        yield path
+    finally:
+        if _holder(path) == me:
+            os.remove(path)
+
+
+def _holder(path):
+    """(pid, host) from a lock file; None when there is none, "?" when it is not a convzoo lock."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return "?"  # a link (ELOOP), or unreadable
+    try:
+        text = os.read(fd, 256).decode("utf-8", "replace") if stat.S_ISREG(os.fstat(fd).st_mode) else ""
+    finally:
+        os.close(fd)
+    parts = text.split()
+    return (int(parts[0]), parts[1]) if len(parts) == 2 and parts[0].isdigit() else "?"
+
+
+def _alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: another user's process
+        return True
+    return True
+
+
+def _take_over(output, path, log):
+    """Refuse a lock held by a live process; move a dead one's lock aside (the caller retries)."""
+    holder = _holder(path)
+    if holder is None:  # released in the meantime
+        return
+    if holder == "?":
+        raise ConvzooError(f"{path} is not a convzoo lock (a link, or damaged); remove it if no "
+                           f"training writes {output}")
+    pid, host = holder
+    if host != platform.node() or _alive(pid):
+        where = "" if host == platform.node() else f" on {host}"
+        raise ConvzooError(f"{output} is being trained by PID {pid}{where}; wait for that run to end or "
+                           f"give another --output (if no such run is left, remove {path})")
+    stale = f"{path}.{os.getpid()}.stale"
+    try:
+        os.rename(path, stale)
+    except FileNotFoundError:
+        return
+    if _holder(stale) != holder:  # another run took it over between the read and the rename: put it back
+        with contextlib.suppress(OSError):
+            os.link(stale, path)
+    else:
+        log(f"took over {path}: PID {pid}, which held it, is no longer running")
+    os.remove(stale)
 
 
 class Run:

@@ -18,7 +18,7 @@ from convzoo import data as catalog
 from convzoo.data import store
 from convzoo.errors import ConvzooError, Diverged, Interrupted
 from convzoo.fileio import check_output
-from convzoo.runstate import Run, inference_model, run_folder, state_path  # noqa: F401
+from convzoo.runstate import Run, inference_model, locked, run_folder, state_path  # noqa: F401
 
 # speed defaults, each measured by bench/levers.py (see bench/README.md)
 JIT = "auto"  # Keras: no XLA on a CPU-only machine
@@ -301,14 +301,15 @@ def _train(p, log, keras, strategy, opts, started):
     with interrupt.graceful(log) as stop:
         run = None
         try:
-            run = _setup(p, log, keras, stop)
-            _loop(p, keras, strategy, run, opts, started)
-            if run.watch and run.watch.stop:
-                log(run.watch.stop_message)
-            elif run.epochs_left():  # TerminateOnNaN stopped fit before an epoch ended
-                raise Diverged(f"training diverged (NaN loss) in epoch {run.done + 1}; the last good "
-                               f"checkpoint is kept; try a lower --learning-rate")
-            return run.finish()
+            with locked(p.output, log):  # before the data is loaded; removed however the run ends
+                run = _setup(p, log, keras, stop)
+                _loop(p, keras, strategy, run, opts, started)
+                if run.watch and run.watch.stop:
+                    log(run.watch.stop_message)
+                elif run.epochs_left():  # TerminateOnNaN stopped fit before an epoch ended
+                    raise Diverged(f"training diverged (NaN loss) in epoch {run.done + 1}; the last good "
+                                   f"checkpoint is kept; try a lower --learning-rate")
+                return run.finish()
         except KeyboardInterrupt:
             raise Interrupted(_interrupted(p, run.done if run else 0, created)) from None
 

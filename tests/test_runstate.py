@@ -176,3 +176,123 @@ def test_deterministic_runs_repeat_exactly_and_seeds_differ(tmp_path):
     assert h1 == h2
     assert all(np.array_equal(a, b) for a, b in zip(w1, w2))
     assert h1 != h3 and not all(np.array_equal(a, c) for a, c in zip(w1, w3))
+
+
+# ---------------------------------------------------------------- the lock beside --output
+TINY = ["train", "mnist", "--model", "mlp", "--limit", "300", "--epochs", "1", "--data-dir", SAMPLE]
+
+
+def no_data(monkeypatch):
+    """Fail the test if training gets as far as loading the data."""
+    from convzoo import train
+
+    def refuse(p):
+        raise AssertionError("the data was loaded")
+
+    monkeypatch.setattr(train, "load_data", refuse)
+
+
+def dead_pid():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, timeout=60)
+    return int(proc.stdout)
+
+
+def test_a_second_training_to_one_output_refuses_naming_the_first_pid(runner, tmp_path, monkeypatch):
+    """A live process (this one's child) holds m.h5.lock: the second run refuses before its data is
+    loaded, with or without --overwrite, and leaves the lock alone."""
+    import platform
+    import subprocess
+    import sys
+
+    first = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        lock = tmp_path / "m.h5.lock"
+        lock.write_text(f"{first.pid} {platform.node()}\n")
+        no_data(monkeypatch)
+        for extra in ([], ["--overwrite"]):
+            res = invoke(runner, *TINY, "--output", "m.h5", *extra)
+            assert res.exit_code == 1, res.output
+            assert f"m.h5 is being trained by PID {first.pid}; wait for that run to end" in res.output
+            assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output
+        assert lock.read_text() == f"{first.pid} {platform.node()}\n"
+        assert not (tmp_path / "m.h5").exists() and not (tmp_path / "m_run").exists()
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_a_lock_held_on_another_host_is_refused(runner, tmp_path, monkeypatch):
+    (tmp_path / "m.h5.lock").write_text("4242 other-host\n")
+    no_data(monkeypatch)
+    res = invoke(runner, *TINY, "--output", "m.h5")
+    assert res.exit_code == 1 and "m.h5 is being trained by PID 4242 on other-host" in res.output
+
+
+@pytest.mark.parametrize("content", ["garbage", "link"])
+def test_a_lock_that_is_not_ours_is_refused_and_not_followed(runner, tmp_path, monkeypatch, content):
+    lock = tmp_path / "m.h5.lock"
+    if content == "link":
+        lock.symlink_to(tmp_path / "elsewhere")  # dangling: O_EXCL | O_NOFOLLOW must not create it
+    else:
+        lock.write_text("not a pid\n")
+    no_data(monkeypatch)
+    res = invoke(runner, *TINY, "--output", "m.h5")
+    assert res.exit_code == 1 and "m.h5.lock is not a convzoo lock" in res.output
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_dead_process_lock_is_taken_over_and_the_lock_removed_at_the_end(runner, tmp_path, monkeypatch):
+    import platform
+
+    from convzoo import runstate
+
+    pid, seen = dead_pid(), []
+    lock = tmp_path / "m.h5.lock"
+    lock.write_text(f"{pid} {platform.node()}\n")
+    record_outputs(monkeypatch, lambda run, epoch, logs: seen.append(lock.read_text()) or logs)
+    res = invoke(runner, *TINY, "--output", "m.h5")
+    assert res.exit_code == 0, res.output
+    assert f"took over {lock}: PID {pid}, which held it, is no longer running" in res.output
+    assert seen == [f"{runstate.os.getpid()} {platform.node()}\n"]  # held during the run
+    assert not lock.exists() and (tmp_path / "m.h5").is_file()
+
+
+def test_the_lock_is_removed_on_errors_and_ctrl_c(runner, tmp_path, monkeypatch):
+    from conftest import interrupt_after_epoch
+
+    res = invoke(runner, "train", "mnist", "--model", "mnist-cnn", "--epochs", "2", "--limit", "300",
+                 "--optimizer", "sgd", "--learning-rate", "1e12", "--data-dir", SAMPLE, "--output", "d.h5")
+    assert res.exit_code == 1 and "training diverged" in res.output
+    assert not (tmp_path / "d.h5.lock").exists()
+    interrupt_after_epoch(monkeypatch, 0)
+    res = invoke(runner, *TINY[:-4], "--epochs", "3", "--data-dir", SAMPLE, "--output", "c.h5")
+    assert res.exit_code == 130 and "holds epoch 1" in res.output
+    assert not (tmp_path / "c.h5.lock").exists()
+
+
+def test_sigterm_removes_the_lock(tmp_path):
+    """A real `convzoo train` stopped by SIGTERM after its first epoch: exit 130, no lock left."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-m", "convzoo", "train", "mnist", "--model", "mlp", "--limit", "300",
+           "--epochs", "200", "--data-dir", str(SAMPLE), "--output", str(tmp_path / "t.h5")]
+    from conftest import ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's convzoo, whatever is installed
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    history, deadline = tmp_path / "t_run" / "history.csv", time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not history.exists():
+        time.sleep(0.05)
+    assert (tmp_path / "t.h5.lock").exists()
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, err
+    assert not (tmp_path / "t.h5.lock").exists() and not os.path.lexists(tmp_path / "t.h5.lock")
