@@ -1,7 +1,9 @@
 """Writing files safely: a temp file in the target folder moved into place, never a half file."""
 import contextlib
+import errno
 import os
 import shutil
+import stat
 import tempfile
 
 from convzoo.errors import ConvzooError
@@ -21,11 +23,24 @@ def atomic_path(path):
     os.umask(umask)
     try:
         yield tmp
+        if not stat.S_ISREG(os.lstat(tmp).st_mode):  # swapped for a link: never installed at `path`
+            raise ConvzooError(f"{tmp}: the temp file became a link or a folder; {path} was not written")
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp, path)
+        os.replace(tmp, path)  # a link at `path` is replaced, not followed
     finally:
-        if os.path.exists(tmp):
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):  # moved into place, or not ours
             os.remove(tmp)
+
+
+def open_temp(tmp, mode="wb", **kwargs):
+    """Open the temp file atomic_path made for writing, never through a link put in its place."""
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        raise ConvzooError(f"{tmp}: the temp file became a link; nothing was written through it") from None
+    return os.fdopen(fd, mode, **kwargs)
 
 
 @contextlib.contextmanager
@@ -62,8 +77,6 @@ def sha256(path, chunk=2**20):
     """The hex SHA-256 of a file's bytes (the key of a checkpoint's LiteRT twin)."""
     import hashlib
 
-    import stat
-
     h = hashlib.sha256()
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO would block a plain open
@@ -82,14 +95,36 @@ def sha256(path, chunk=2**20):
 
 def write_text(path, text):
     with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open_temp(tmp, "w", encoding="utf-8") as f:
             f.write(text)
 
 
 def save_figure(fig, path):
     """Save a matplotlib Figure as PNG, atomically."""
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+        with open_temp(tmp) as f:
+            fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
+
+
+def refuse_link(path, what, hint):
+    """Refuse a symbolic link (live or dangling) where convzoo is about to write."""
+    if os.path.islink(path):
+        raise ConvzooError(f"{what} {path} is a symbolic link; convzoo does not write through links: {hint}")
+
+
+def real_folder(path, what="folder"):
+    """Make `path` if missing; refuse it if it is a link or a file (checked with lstat before each
+    write into it, so a folder swapped for a link during a run is not followed)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        os.makedirs(path)
+        return path
+    if stat.S_ISLNK(mode):
+        raise ConvzooError(f"{what} {path} is a symbolic link; convzoo does not write through links")
+    if not stat.S_ISDIR(mode):
+        raise ConvzooError(f"{what} {path} is a file, not a folder")
+    return path
 
 
 def _writable(folder):

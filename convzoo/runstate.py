@@ -19,7 +19,7 @@ import numpy as np
 
 from convzoo import __version__, backend, checkpoint, cpu
 from convzoo.errors import ConvzooError, Diverged
-from convzoo.fileio import atomic_path, save_figure, write_text
+from convzoo.fileio import atomic_path, open_temp, real_folder, save_figure, write_text
 
 COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 
@@ -155,13 +155,17 @@ class Run:
         """The 0-based epochs still to run; none once --early-stop has ended the run."""
         return range(self.done, self.done if self.stopped_early else self.p.recipe.epochs)
 
+    def file(self, name):
+        """A file in the run folder, the folder checked (lstat) to be a real one, not a link."""
+        return os.path.join(real_folder(self.p.run_dir, "run folder"), name)
+
     def save_state(self):
         """Weights, optimizer variables and history in one file, written atomically."""
         cfg = {**dataclasses.asdict(self.p), "recipe": dataclasses.asdict(self.p.recipe)}
         arrays = {f"w{i}": w for i, w in enumerate(self.model.get_weights())}
         arrays.update({f"o{i}": np.asarray(v) for i, v in enumerate(self.optimizer.variables)})
-        with atomic_path(state_path(self.p.output)) as tmp:
-            with open(tmp, "wb") as f:
+        with atomic_path(self.file("state.npz")) as tmp:
+            with open_temp(tmp) as f:
                 np.savez(f, plan=json.dumps(cfg), history=json.dumps(self.history), **arrays)
 
     def restore_state(self):
@@ -217,7 +221,7 @@ class Run:
         self.save_state()
         if not self.keeps_best or self.best_epoch == self.done:
             checkpoint.save(self.to_save(), self.p.output, self.meta())
-        write_text(os.path.join(self.p.run_dir, "history.csv"), history_csv(self.history))
+        write_text(self.file("history.csv"), history_csv(self.history))
         # said once the epoch is on disk: a Ctrl-C after this line finds it there
         self.log(f"epoch {epoch + 1}/{self.p.recipe.epochs} - " +
                  " - ".join(f"{k} {row[k]:.4f}" for k in COLUMNS[1:5] if row.get(k) is not None) +
@@ -246,8 +250,8 @@ class Run:
                                     "weights_epoch", "train_images", "val_images", "distribute", "versions",
                                     "cpu", "command")}
         cfg["data_dir"] = self.p.data_dir
-        write_text(os.path.join(self.p.run_dir, "config.json"), json.dumps(cfg, indent=2) + "\n")
-        save_figure(plots.curves(self.history, self.p.model, self.p.dataset), os.path.join(self.p.run_dir, "curves.png"))
+        write_text(self.file("config.json"), json.dumps(cfg, indent=2) + "\n")
+        save_figure(plots.curves(self.history, self.p.model, self.p.dataset), self.file("curves.png"))
         return meta
 
 

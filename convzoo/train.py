@@ -17,7 +17,7 @@ from convzoo import backend, cpu, distributed, interrupt, tricks, watch, zoo
 from convzoo import data as catalog
 from convzoo.data import store
 from convzoo.errors import ConvzooError, Diverged, Interrupted
-from convzoo.fileio import check_output
+from convzoo.fileio import check_output, real_folder, refuse_link
 from convzoo.runstate import Run, inference_model, locked, run_folder, state_path  # noqa: F401
 
 # speed defaults, each measured by bench/levers.py (see bench/README.md)
@@ -137,11 +137,13 @@ def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None,
         if not overwrite and (os.path.lexists(output) or os.path.lexists(run_folder(output))):
             output = next_free(output)
     output = output or default_output(model, dataset)
+    _no_links(output)
     if os.path.lexists(output) and not os.path.isdir(output) and not overwrite and not scratch:
         raise ConvzooError(f"{os.path.abspath(output)} already exists; pass --overwrite to replace it, or "
                            f"--output auto to write {next_free(default_output(model, dataset))}")
     if scratch:  # only the chief writes --output; this worker's copy goes to workertemp_N beside it
         output, overwrite = distributed.scratch_path(output, task), True
+        _no_links(output)
     if not output.endswith((".h5", ".keras")):
         raise ConvzooError(f"--output {output}: the checkpoint name must end in .h5 or .keras")
     output = check_output(output, overwrite, need_bytes=4 * spec.params * 3 + 2**20)
@@ -154,6 +156,14 @@ def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None,
                 monitor=monitor or ("val_loss" if early_stop else "val_accuracy"), weights=weights,
                 deterministic=deterministic, strict=strict, distribute=distribute,
                 devices=devices, scratch=scratch, class_weight=class_weight)
+
+
+def _no_links(output):
+    """--output and its run folder, written by the run, may not be links (live or dangling): with
+    --overwrite, a linked run folder had another folder's files replaced."""
+    hint = "remove the link or give another --output"
+    refuse_link(output, "--output", hint)
+    refuse_link(run_folder(output), "run folder", hint)
 
 
 def _check_distribute(model, recipe, distribute):
@@ -198,6 +208,7 @@ def _resume_plan(info, model, output, data_dir, seed, limit, run_options, overri
         raise ConvzooError("--resume continues a named run: give its --output, not auto")
     dataset = info.name
     output = os.path.abspath(output or default_output(model or info.default_model, dataset))
+    _no_links(output)
     state = state_path(output)
     if not os.path.isfile(state):
         raise ConvzooError(f"nothing to resume: {state} not found (train without --resume first)")
@@ -377,7 +388,7 @@ def _loop(p, keras, strategy, run, opts, started):
         rates = _measure(keras, run, strategy, fit)
         log(watch.estimate_line(rates, p.recipe.epochs, len(y_tr), len(y_va), bs, run.done))
         watch.check_budget(opts, rates, len(y_tr), len(y_va), p.recipe.epochs - run.done, started)
-    os.makedirs(p.run_dir, exist_ok=True)
+    real_folder(p.run_dir, "run folder")
     run.watch = watch.Watch(opts, len(y_tr), bs, p.recipe.epochs, run.done, started)
     if opts.tensorboard and not fit:
         run.watch.writers = watch.summary_writers(p.run_dir, fresh=not p.resume)

@@ -1,6 +1,7 @@
 """Run state: --early-stop keeps the best epoch's weights; --resume of a stopped run; extending a
 finished run; --output auto."""
 import csv
+import os
 
 import numpy as np
 import pytest
@@ -269,7 +270,7 @@ def test_the_lock_is_removed_on_errors_and_ctrl_c(runner, tmp_path, monkeypatch)
     assert res.exit_code == 1 and "training diverged" in res.output
     assert not (tmp_path / "d.h5.lock").exists()
     interrupt_after_epoch(monkeypatch, 0)
-    res = invoke(runner, *TINY[:-4], "--epochs", "3", "--data-dir", SAMPLE, "--output", "c.h5")
+    res = invoke(runner, *TINY, "--epochs", "3", "--output", "c.h5")
     assert res.exit_code == 130 and "holds epoch 1" in res.output
     assert not (tmp_path / "c.h5.lock").exists()
 
@@ -296,3 +297,103 @@ def test_sigterm_removes_the_lock(tmp_path):
     err = proc.communicate(timeout=120)[1]
     assert proc.returncode == 130, err
     assert not (tmp_path / "t.h5.lock").exists() and not os.path.lexists(tmp_path / "t.h5.lock")
+
+
+# ---------------------------------------------------------------- links are not followed when writing
+def other_run(tmp_path):
+    """Another run's folder, whose files must survive."""
+    other = tmp_path / "other_run"
+    other.mkdir()
+    for name in ("config.json", "history.csv", "curves.png", "state.npz"):
+        (other / name).write_text("theirs")
+    return other
+
+
+@pytest.mark.parametrize("extra", [[], ["--overwrite"]])
+@pytest.mark.parametrize("target", ["folder", "dangling"])
+def test_a_linked_run_folder_is_refused_before_the_data_is_loaded(runner, tmp_path, monkeypatch, extra, target):
+    other = other_run(tmp_path)
+    (tmp_path / "m_run").symlink_to(other if target == "folder" else tmp_path / "gone")
+    no_data(monkeypatch)
+    res = invoke(runner, *TINY, "--output", "m.h5", *extra)
+    assert res.exit_code == 1, res.output
+    assert "m_run is a symbolic link; convzoo does not write through links" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    assert all((other / n).read_text() == "theirs" for n in os.listdir(other))
+    assert not (tmp_path / "gone").exists() and not (tmp_path / "m.h5.lock").exists()
+
+
+@pytest.mark.parametrize("extra", [[], ["--overwrite"]])
+@pytest.mark.parametrize("target", ["file", "dangling"])
+def test_a_linked_output_is_refused_before_the_data_is_loaded(runner, tmp_path, monkeypatch, extra, target):
+    theirs = tmp_path / "theirs.h5"
+    if target == "file":
+        theirs.write_text("theirs")
+    (tmp_path / "m.h5").symlink_to(theirs)
+    no_data(monkeypatch)
+    res = invoke(runner, *TINY, "--output", "m.h5", *extra)
+    assert res.exit_code == 1 and "--output " in res.output and "m.h5 is a symbolic link" in res.output
+    assert (theirs.read_text() == "theirs") if target == "file" else not theirs.exists()
+
+
+def test_resume_into_a_linked_run_folder_is_refused(runner, tmp_path):
+    other = other_run(tmp_path)
+    (tmp_path / "m_run").symlink_to(other)
+    res = invoke(runner, *TINY, "--output", "m.h5", "--resume")
+    assert res.exit_code == 1 and "m_run is a symbolic link" in res.output
+
+
+def test_a_run_folder_swapped_for_a_link_during_the_run_is_not_followed(runner, tmp_path, monkeypatch):
+    """After epoch 1 the run folder is moved away and a link to another run put in its place: the
+    next write refuses, with one line, and the other run's files are untouched."""
+    other = other_run(tmp_path)
+
+    def swap(run, epoch, logs):
+        if epoch == 1:
+            os.rename(tmp_path / "m_run", tmp_path / "moved_run")
+            (tmp_path / "m_run").symlink_to(other)
+        return logs
+
+    record_outputs(monkeypatch, swap)
+    res = invoke(runner, *TINY, "--epochs", "3", "--output", "m.h5")
+    assert res.exit_code == 1, res.output
+    assert "run folder " in res.output and "m_run is a symbolic link" in res.output
+    assert all((other / n).read_text() == "theirs" for n in os.listdir(other))
+    assert sorted(os.listdir(other)) == ["config.json", "curves.png", "history.csv", "state.npz"]
+
+
+def test_links_inside_the_run_folder_are_replaced_not_followed(runner, tmp_path):
+    """history.csv, config.json, curves.png and state.npz planted as links to files elsewhere: the
+    run writes its own files in their place and the files elsewhere keep their bytes."""
+    other = other_run(tmp_path)
+    (tmp_path / "m_run").mkdir()
+    for name in os.listdir(other):
+        (tmp_path / "m_run" / name).symlink_to(other / name)
+    res = invoke(runner, *TINY, "--output", "m.h5", "--overwrite")
+    assert res.exit_code == 0, res.output
+    assert all((other / n).read_text() == "theirs" for n in os.listdir(other))
+    assert not any((tmp_path / "m_run" / n).is_symlink() for n in os.listdir(other))
+
+
+def test_a_temp_file_swapped_for_a_link_is_not_written_through(tmp_path, monkeypatch):
+    from convzoo import fileio
+    from convzoo.errors import ConvzooError
+
+    theirs = tmp_path / "theirs.txt"
+    theirs.write_text("theirs")
+    real_mkstemp = fileio.tempfile.mkstemp
+
+    def mkstemp_then_swap(**kwargs):
+        fd, tmp = real_mkstemp(**kwargs)
+        os.remove(tmp)
+        os.symlink(theirs, tmp)
+        return fd, tmp
+
+    monkeypatch.setattr(fileio.tempfile, "mkstemp", mkstemp_then_swap)
+    with pytest.raises(ConvzooError, match="the temp file became a link"):
+        fileio.write_text(tmp_path / "history.csv", "mine")
+    with pytest.raises(ConvzooError, match="the temp file became a link"):
+        with fileio.atomic_path(tmp_path / "m.h5") as tmp:
+            pass  # a writer that opens by name (Keras, h5py) would have followed it; it is not installed
+    assert theirs.read_text() == "theirs" and not (tmp_path / "history.csv").exists()
+    assert not os.path.lexists(tmp_path / "m.h5") and not [f for f in os.listdir(tmp_path) if ".tmp" in f]
