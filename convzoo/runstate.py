@@ -7,6 +7,7 @@ import contextlib
 import csv
 import dataclasses
 import datetime
+import errno
 import io
 import json
 import math
@@ -159,14 +160,39 @@ class Run:
         """A file in the run folder, the folder checked (lstat) to be a real one, not a link."""
         return os.path.join(real_folder(self.p.run_dir, "run folder"), name)
 
-    def save_state(self):
-        """Weights, optimizer variables and history in one file, written atomically."""
+    def save_epoch(self):
+        """state.npz (weights, optimizer variables, history) and the checkpoint (unless it keeps an
+        earlier, better epoch), together: both go to temp names, then the checkpoint is moved into
+        place, then the state. A save that fails (a full disk) leaves the previous pair, and says so."""
+        try:
+            with atomic_path(self.file("state.npz")) as tmp:
+                with open_temp(tmp) as f:
+                    self.write_state(f)
+                if not self.keeps_best or self.best_epoch == self.done:
+                    checkpoint.save(self.to_save(), self.p.output, self.meta())
+        except OSError as e:
+            raise self.save_failed(e, f"saving epoch {self.done}", self.done - 1) from None
+
+    def write_state(self, f):
         cfg = {**dataclasses.asdict(self.p), "recipe": dataclasses.asdict(self.p.recipe)}
         arrays = {f"w{i}": w for i, w in enumerate(self.model.get_weights())}
         arrays.update({f"o{i}": np.asarray(v) for i, v in enumerate(self.optimizer.variables)})
-        with atomic_path(self.file("state.npz")) as tmp:
-            with open_temp(tmp) as f:
-                np.savez(f, plan=json.dumps(cfg), history=json.dumps(self.history), **arrays)
+        np.savez(f, plan=json.dumps(cfg), history=json.dumps(self.history), **arrays)
+
+    def save_failed(self, e, doing, held):
+        """The one line for a failed write: why, what the checkpoint and state still hold (`held`
+        epochs), and how to go on."""
+        full = e.errno == errno.ENOSPC or "No space left" in str(e)  # h5py's OSError has no errno
+        why = "no space left" if full else f"cannot write ({e.strerror or str(e).splitlines()[0][:200]})"
+        out, then = self.p.output, "free some space and " if full else ""
+        if not held:
+            return ConvzooError(f"{why} {doing}; nothing of this run was saved; {then}start again")
+        if self.keeps_best:
+            best = best_epoch({k: v[:held] for k, v in self.history.items()}, self.p.monitor)
+            kept = f"{out} holds epoch {best} (best {self.p.monitor}) and its state epoch {held}"
+        else:
+            kept = f"{out} and its state hold epoch {held}"
+        return ConvzooError(f"{why} {doing}; {kept}; {then}continue with: {self.p.command(resume=True)}")
 
     def restore_state(self):
         """Continue after the last completed epoch of an earlier run."""
@@ -218,10 +244,11 @@ class Run:
         for k in COLUMNS:
             self.history[k].append(row.get(k))
         eta = self.watch.end_epoch(epoch, row) if self.watch else ""  # " - run ETA ..."
-        self.save_state()
-        if not self.keeps_best or self.best_epoch == self.done:
-            checkpoint.save(self.to_save(), self.p.output, self.meta())
-        write_text(self.file("history.csv"), history_csv(self.history))
+        self.save_epoch()
+        try:
+            write_text(self.file("history.csv"), history_csv(self.history))
+        except OSError as e:
+            raise self.save_failed(e, "writing history.csv", self.done) from None
         # said once the epoch is on disk: a Ctrl-C after this line finds it there
         self.log(f"epoch {epoch + 1}/{self.p.recipe.epochs} - " +
                  " - ".join(f"{k} {row[k]:.4f}" for k in COLUMNS[1:5] if row.get(k) is not None) +
@@ -237,6 +264,12 @@ class Run:
         return self.saved_model
 
     def finish(self):
+        try:
+            return self._finish()
+        except OSError as e:
+            raise self.save_failed(e, "finishing the run", self.done) from None
+
+    def _finish(self):
         from convzoo import plots
 
         meta = self.meta()

@@ -120,3 +120,86 @@ def test_full_disk_and_unwritable_folder_are_found_before_training(runner, monke
     open("afile", "w").close()
     res = invoke(runner, "train", "mnist", "--data-dir", SAMPLE, "--output", "afile/m.h5")
     assert res.exit_code == 1 and "afile is a file, not a folder" in res.output
+
+
+def full_disk(monkeypatch, writer, at_epoch):
+    """The `writer` of the epoch-`at_epoch` (1-based) save writes a few bytes, then finds the disk
+    full: Keras' model.save as h5py reports it (an OSError without errno), or numpy's savez."""
+    import errno
+
+    import numpy as np
+
+    from convzoo import backend, runstate
+
+    keras, real_end, state = backend.load(), runstate.Run.end_epoch, {"epoch": 0}
+
+    def end(self, epoch, logs, seconds):
+        state["epoch"] = epoch + 1
+        return real_end(self, epoch, logs, seconds)
+
+    def ckpt_full(model, path, *args, **kwargs):
+        if state["epoch"] != at_epoch:
+            return real_save(model, path, *args, **kwargs)
+        open(path, "wb").write(b"\x89HDF\r\n partial")
+        raise OSError("Unable to synchronously create file (file write failed: errno = 28, error "
+                      "message = 'No space left on device')")
+
+    def state_full(f, *args, **kwargs):
+        if state["epoch"] != at_epoch:
+            return real_savez(f, *args, **kwargs)
+        f.write(b"PK\x03\x04 partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    real_save, real_savez = keras.Model.save, np.savez
+    monkeypatch.setattr(runstate.Run, "end_epoch", end)
+    if writer == "checkpoint":
+        monkeypatch.setattr(keras.Model, "save", ckpt_full)
+    else:
+        monkeypatch.setattr(runstate.np, "savez", state_full)
+
+
+@pytest.mark.parametrize("writer, extra", [("checkpoint", []), ("state", []), ("state", ["--save-best"])])
+def test_a_full_disk_keeps_the_previous_checkpoint_and_state_together(runner, tmp_path, monkeypatch,
+                                                                       writer, extra):
+    import json
+
+    import numpy as np
+
+    from convzoo import checkpoint
+
+    args = ["train", "mnist", "--model", "mlp", "--epochs", "4", "--limit", "300", "--data-dir", SAMPLE,
+            "--output", "m.h5", *extra]
+    with monkeypatch.context() as m:
+        full_disk(m, writer, at_epoch=3)
+        res = invoke(runner, *args)
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    meta = checkpoint.read_meta(tmp_path / "m.h5")
+    with np.load(tmp_path / "m_run" / "state.npz") as f:
+        assert len(json.loads(str(f["history"]))["epoch"]) == 2
+    last = res.output.strip().splitlines()[-1]
+    if extra:
+        assert meta["epochs_run"] == meta["weights_epoch"] <= 2
+        assert (f"Error: no space left saving epoch 3; {tmp_path / 'm.h5'} holds epoch "
+                f"{meta['weights_epoch']} (best val_accuracy) and its state epoch 2; free some space") in last
+    else:
+        assert meta["epochs_run"] == 2
+        assert f"Error: no space left saving epoch 3; {tmp_path / 'm.h5'} and its state hold epoch 2; " \
+               f"free some space and continue with: convzoo train mnist --model mlp --output " in last
+        assert last.endswith("--resume")
+    assert epochs_in(tmp_path / "m_run" / "history.csv") == [1, 2]
+    assert not [f for d in (tmp_path, tmp_path / "m_run") for f in os.listdir(d) if ".tmp" in f]
+    args = [a for a in args if a != "--save-best"]
+    res = invoke(runner, *args, "--resume")  # space freed: the run goes on from epoch 2
+    assert res.exit_code == 0, res.output
+    assert "resuming after epoch 2 of 4" in res.output
+    assert epochs_in(tmp_path / "m_run" / "history.csv") == [1, 2, 3, 4]
+
+
+def test_a_full_disk_in_the_first_epoch_says_nothing_was_saved(runner, tmp_path, monkeypatch):
+    full_disk(monkeypatch, "checkpoint", at_epoch=1)
+    res = invoke(runner, "train", "mnist", "--model", "mlp", "--epochs", "2", "--limit", "300",
+                 "--data-dir", SAMPLE, "--output", "m.h5")
+    assert res.exit_code == 1
+    assert "no space left saving epoch 1; nothing of this run was saved; free some space and start again" \
+        in res.output
+    assert not (tmp_path / "m.h5").exists() and not (tmp_path / "m_run" / "state.npz").exists()
