@@ -13,12 +13,14 @@ import json
 import math
 import os
 import platform
+import re
 import stat
 import sys
+import zipfile
 
 import numpy as np
 
-from convzoo import __version__, backend, checkpoint, cpu
+from convzoo import __version__, backend, checkpoint, cpu, text, zoo
 from convzoo.errors import ConvzooError, Diverged
 from convzoo.fileio import atomic_path, open_temp, real_folder, save_figure, write_text
 
@@ -31,6 +33,168 @@ def run_folder(output):
 
 def state_path(output):
     return os.path.join(run_folder(output), "state.npz")
+
+
+MAX_STATE_TEXT = 2**20  # plan and history: a few KB each, as JSON
+NPY_HEADER = 4096  # an .npy member's header, beside its data
+STATE_FIELD = re.compile(r"(plan|history|[wo](0|[1-9][0-9]{0,5}))\.npy")
+PLAN_TYPES = {"dataset": str, "model": str, "recipe": dict, "seed": int, "limit": (int, type(None)),
+              "data_dir": str}  # what --resume reads from the stored plan (values: train._resume_plan)
+PLAN_OPTIONAL = {"save_best": bool, "early_stop": (int, type(None)), "monitor": str,
+                 "weights": (str, type(None)), "deterministic": bool, "decay_from": int,
+                 "class_weight": (str, type(None))}  # absent in older run states
+
+
+class StateError(ConvzooError):
+    """A state.npz that is damaged, tampered with, or not this model's."""
+
+
+def read_state(path, shapes=None):
+    """(plan, history, arrays) from a run's state.npz, each field checked before it is used: the
+    member names (plan, history, w0.., o0..; with `shapes`, {name: shape} of the model's weights
+    and optimizer variables, exactly those), each member's declared size against what it may need
+    before a byte is inflated, dtypes (numbers; text for plan and history; never objects: pickles
+    stay refused) and shapes. `arrays` is empty without `shapes`. One line names the bad field."""
+    def bad(field, why):
+        return StateError(f"{path}: {field} {why}; the run state is damaged or not convzoo's "
+                          f"(train again without --resume, to another --output or with --overwrite)")
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO would block a plain open
+    except OSError as e:
+        raise StateError(f"{path}: cannot read ({e.strerror or e})") from None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise StateError(f"{path}: not a regular file")
+        try:
+            z = zipfile.ZipFile(fh)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as e:
+            raise bad("the file", f"is not an .npz archive ({e})") from None
+        with z:
+            members = z.infolist()
+            if len(members) > 16 + (len(shapes) if shapes is not None else 2 * 10**5):  # names next
+                raise bad("the file", f"has {len(members):,} fields")
+            names = [m.filename for m in members]
+            seen = set()
+            for name in names:
+                if not STATE_FIELD.fullmatch(name) or name in seen:
+                    raise bad(f"field {text.printable(name.removesuffix('.npy'))!r}",
+                              "is repeated" if name in seen else "is not a run-state field")
+                seen.add(name)
+            want, have = {"plan", "history", *(shapes or ())}, {n.removesuffix(".npy") for n in names}
+            missing, extra = sorted(want - have, key=_field_order), sorted(have - want, key=_field_order)
+            if missing:
+                raise bad(f"field {missing[0]}", "is missing")
+            if extra and shapes is not None:
+                raise bad(f"field {extra[0]}", "is extra: the model has no such weight or optimizer variable")
+            byname = {m.filename.removesuffix(".npy"): m for m in members}
+            plan = _json_field(z, byname["plan"], bad)
+            history = _json_field(z, byname["history"], bad)
+            arrays = {name: _array_field(z, byname[name], shape, bad) for name, shape in (shapes or {}).items()}
+    _check_plan(plan, bad)
+    _check_history(history, bad)
+    return plan, history, arrays
+
+
+def _field_order(name):
+    return (name[0], int(name[1:])) if name[1:].isdigit() else (name, -1)
+
+
+def _npy_header(z, info, bad, need):
+    """Open member `info` after checking its declared size (at most `need` bytes of data); return
+    the open member, its shape and dtype."""
+    name = info.filename.removesuffix(".npy")
+    if info.file_size > need + NPY_HEADER:
+        raise bad(f"field {name}", f"declares {info.file_size:,} bytes, more than the "
+                                   f"{need + NPY_HEADER:,} it can need")
+    m = z.open(info)
+    try:
+        version = np.lib.format.read_magic(m)
+        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in read:
+            raise ValueError(f"npy format {version}")
+        shape, _, dtype = read[version](m, max_header_size=NPY_HEADER)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        m.close()
+        raise bad(f"field {name}", f"is not a NumPy array ({str(e).splitlines()[0][:100] if str(e) else e})") from None
+    if dtype.itemsize * math.prod(shape) > need:  # the header's own claim, before numpy allocates it
+        m.close()
+        raise bad(f"field {name}", f"declares {dtype.itemsize * math.prod(shape):,} bytes of {dtype}, more "
+                                   f"than the {need:,} it can need")
+    if dtype.hasobject:
+        m.close()
+        raise bad(f"field {name}", "is an object array (pickled Python objects are refused)")
+    return m, shape, dtype
+
+
+def _read_array(m, name, bad):
+    try:
+        m.seek(0)
+        return np.lib.format.read_array(m, allow_pickle=False, max_header_size=NPY_HEADER)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise bad(f"field {name}", f"cannot be read ({str(e).splitlines()[0][:100] if str(e) else e})") from None
+    finally:
+        m.close()
+
+
+def _json_field(z, info, bad):
+    name = info.filename.removesuffix(".npy")
+    m, shape, dtype = _npy_header(z, info, bad, 4 * MAX_STATE_TEXT)
+    if dtype.kind != "U" or shape != ():
+        m.close()
+        raise bad(f"field {name}", f"is {dtype} of shape {shape}, not text")
+    try:
+        return json.loads(str(_read_array(m, name, bad)))
+    except (ValueError, RecursionError):
+        raise bad(f"field {name}", "is not JSON") from None
+
+
+def _array_field(z, info, shape, bad):
+    name = info.filename.removesuffix(".npy")
+    m, got, dtype = _npy_header(z, info, bad, 8 * math.prod(shape))
+    if dtype.kind not in "biuf" or dtype.itemsize > 8:
+        m.close()
+        raise bad(f"field {name}", f"holds {dtype}, not numbers")
+    if tuple(got) != tuple(shape):
+        m.close()
+        raise bad(f"field {name}", f"has shape {tuple(got)}; the model's needs {tuple(shape)} "
+                                   f"(a run state of another model?)")
+    return _read_array(m, name, bad)
+
+
+def _check_plan(plan, bad):
+    if not isinstance(plan, dict):
+        raise bad("field plan", "is not a JSON object")
+    for key, kind in {**PLAN_TYPES, **PLAN_OPTIONAL}.items():
+        if key not in plan:
+            if key in PLAN_OPTIONAL:
+                continue
+            raise bad("field plan", f"has no {key}")
+        if not isinstance(plan[key], kind) or (isinstance(plan[key], bool) and kind is not bool):
+            raise bad(f"field plan", f"has {key} {text.printable(repr(plan[key]))[:60]}, of the wrong type")
+    recipe, fields = plan["recipe"], {f.name: f for f in dataclasses.fields(zoo.Recipe)}
+    for key, value in recipe.items():
+        if key not in fields:
+            raise bad("field plan", f"has a recipe field {text.printable(key)[:60]!r} convzoo does not know")
+        kind = type(fields[key].default)
+        ok = (isinstance(value, bool) if kind is bool else
+              isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+              and (kind is float or isinstance(value, int)) if kind in (int, float) else isinstance(value, kind))
+        if not ok:
+            raise bad("field plan", f"has recipe {key} {text.printable(repr(value))[:60]}, which is not {kind.__name__}")
+
+
+def _check_history(history, bad):
+    if not isinstance(history, dict) or set(history) != set(COLUMNS):
+        raise bad("field history", f"does not have the columns {', '.join(COLUMNS)}")
+    n = len(history["epoch"]) if isinstance(history["epoch"], list) else -1
+    for key in COLUMNS:
+        values = history[key]
+        if not isinstance(values, list) or len(values) != n or not all(
+                v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
+            raise bad("field history", f"column {key} is not {max(n, 0)} numbers")
+    if history["epoch"] != list(range(1, n + 1)):
+        raise bad("field history", "epochs are not 1, 2, 3, ...")
 
 
 def lock_path(output):
@@ -196,10 +360,11 @@ class Run:
 
     def restore_state(self):
         """Continue after the last completed epoch of an earlier run."""
-        with np.load(state_path(self.p.output), allow_pickle=False) as f:
-            self.history = json.loads(str(f["history"]))
-            weights = [f[f"w{i}"] for i in range(len(self.model.weights))]
-            opt = [f[f"o{i}"] for i in range(len(self.optimizer.variables))]
+        shapes = {f"w{i}": tuple(w.shape) for i, w in enumerate(self.model.weights)}
+        shapes.update({f"o{i}": tuple(v.shape) for i, v in enumerate(self.optimizer.variables)})
+        _, self.history, arrays = read_state(state_path(self.p.output), shapes)
+        weights = [arrays[f"w{i}"] for i in range(len(self.model.weights))]
+        opt = [arrays[f"o{i}"] for i in range(len(self.optimizer.variables))]
         self.model.set_weights(weights)
         for var, value in zip(self.optimizer.variables, opt):
             var.assign(value)

@@ -3,7 +3,6 @@ most recipes, S1's hand-written GradientTape loop, or distributed.fit_loop. The 
 (history, checkpoint, state.npz, run folder) is runstate.Run's.
 """
 import dataclasses
-import json
 import math
 import os
 import shlex
@@ -18,7 +17,7 @@ from convzoo import data as catalog
 from convzoo.data import store
 from convzoo.errors import ConvzooError, Diverged, Interrupted
 from convzoo.fileio import check_output, real_folder, refuse_link
-from convzoo.runstate import Run, inference_model, locked, run_folder, state_path  # noqa: F401
+from convzoo.runstate import Run, StateError, inference_model, locked, read_state, run_folder, state_path  # noqa: F401
 
 # speed defaults, each measured by bench/levers.py (see bench/README.md)
 JIT = "auto"  # Keras: no XLA on a CPU-only machine
@@ -117,13 +116,7 @@ def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None,
         raise ConvzooError(f"model '{model}' is built for {', '.join(spec.datasets)}, not {dataset}; "
                            f"models for {dataset}: {', '.join(zoo.list_models(dataset=dataset))}")
     recipe = spec.recipe.with_overrides(**overrides)
-    if recipe.optimizer not in zoo.OPTIMIZERS:
-        raise ConvzooError(f"unknown optimizer '{recipe.optimizer}'; choose from {', '.join(zoo.OPTIMIZERS)}")
-    if recipe.loop == "tape" and recipe.optimizer != "sgd":
-        raise ConvzooError(f"{model} is S1's hand-written plain-SGD loop; it takes no --optimizer "
-                           f"{recipe.optimizer}")
-    _check_distribute(model, recipe, distribute)
-    tricks.check(recipe, model)
+    _check_recipe(model, recipe, distribute)
     if class_weight not in (None, "balanced"):
         raise ConvzooError(f"--class-weight {class_weight}: the only weighting is 'balanced'")
     if class_weight and (distribute or recipe.loop == "tape"):
@@ -164,6 +157,27 @@ def _no_links(output):
     hint = "remove the link or give another --output"
     refuse_link(output, "--output", hint)
     refuse_link(run_folder(output), "run folder", hint)
+
+
+def _check_recipe(model, recipe, distribute):
+    """The recipe's values, given on the command line or read from a run state (--resume)."""
+    spec = zoo.get_spec(model)
+    for key, choices in (("optimizer", zoo.OPTIMIZERS), ("schedule", zoo.SCHEDULES),
+                         ("precision", zoo.PRECISIONS)):
+        if getattr(recipe, key) not in choices:
+            raise ConvzooError(f"unknown {key} '{getattr(recipe, key)}'; choose from {', '.join(choices)}")
+    if recipe.loop != spec.recipe.loop:
+        raise ConvzooError(f"{model} trains with its '{spec.recipe.loop}' loop, not '{recipe.loop}'")
+    if recipe.epochs < 1 or recipe.batch_size < 1 or not recipe.learning_rate > 0 \
+            or not 0 < recipe.validation_split < 1:
+        raise ConvzooError(f"--epochs {recipe.epochs}, --batch-size {recipe.batch_size}, --learning-rate "
+                           f"{recipe.learning_rate}, --validation-split {recipe.validation_split}: the first "
+                           f"two must be at least 1, the learning rate above 0 and the split between 0 and 1")
+    if recipe.loop == "tape" and recipe.optimizer != "sgd":
+        raise ConvzooError(f"{model} is S1's hand-written plain-SGD loop; it takes no --optimizer "
+                           f"{recipe.optimizer}")
+    _check_distribute(model, recipe, distribute)
+    tricks.check(recipe, model)
 
 
 def _check_distribute(model, recipe, distribute):
@@ -210,12 +224,23 @@ def _resume_plan(info, model, output, data_dir, seed, limit, run_options, overri
     output = os.path.abspath(output or default_output(model or info.default_model, dataset))
     _no_links(output)
     state = state_path(output)
-    if not os.path.isfile(state):
+    if not os.path.lexists(state):
         raise ConvzooError(f"nothing to resume: {state} not found (train without --resume first)")
-    with np.load(state, allow_pickle=False) as f:
-        cfg = json.loads(str(f["plan"]))
-        done = len(json.loads(str(f["history"]))["epoch"])
+    cfg, history, _ = read_state(state)  # the arrays are checked against the model once it is built
+    done = len(history["epoch"])
     cfg.setdefault("monitor", "val_accuracy")  # run states written before --early-stop
+    try:
+        spec = zoo.get_spec(cfg["model"])
+        if not spec.fits(cfg["dataset"]):
+            raise ConvzooError(f"model {cfg['model']} is not built for {cfg['dataset']}")
+        if cfg["monitor"] not in MONITORS:
+            raise ConvzooError(f"unknown monitor {cfg['monitor']}")
+        if cfg.get("class_weight") not in (None, "balanced") or (cfg.get("early_stop") or 1) < 1 \
+                or cfg.get("decay_from", 0) < 0:
+            raise ConvzooError("class_weight, early_stop or decay_from out of range")
+        _check_recipe(cfg["model"], zoo.Recipe(**cfg["recipe"]), None)
+    except ConvzooError as e:
+        raise StateError(f"{state}: the stored plan is refused ({e})") from None
     given = {"dataset": dataset, "model": model, "seed": seed, "limit": limit, **run_options}
     for key, value in given.items():
         if value is not None and value != cfg.get(key):

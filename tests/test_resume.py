@@ -203,3 +203,175 @@ def test_a_full_disk_in_the_first_epoch_says_nothing_was_saved(runner, tmp_path,
     assert "no space left saving epoch 1; nothing of this run was saved; free some space and start again" \
         in res.output
     assert not (tmp_path / "m.h5").exists() and not (tmp_path / "m_run" / "state.npz").exists()
+
+
+# ---------------------------------------------------------------- --resume with a tampered state.npz
+@pytest.fixture(scope="module")
+def good_run(tmp_path_factory):
+    """One real 1-epoch run of 3 (mlp), stopped: its m.h5 and m_run/ are copied for each test."""
+    from convzoo import train
+
+    folder = tmp_path_factory.mktemp("good")
+    p = train.plan("mnist", "mlp", output=str(folder / "m.h5"), data_dir=str(SAMPLE), limit=300, epochs=1)
+    train.train(p, log=lambda m: None)
+    return folder
+
+
+def state_copy(good_run, tmp_path):
+    import json
+    import shutil
+
+    import numpy as np
+
+    shutil.copy(good_run / "m.h5", tmp_path / "m.h5")
+    shutil.copytree(good_run / "m_run", tmp_path / "m_run")
+    with np.load(tmp_path / "m_run" / "state.npz") as f:
+        arrays = dict(f)
+    plan = json.loads(str(arrays["plan"]))
+    plan["recipe"]["epochs"], plan["output"] = 2, str(tmp_path / "m.h5")
+    arrays["plan"] = json.dumps(plan)
+    return tmp_path / "m_run" / "state.npz", arrays, plan
+
+
+def replace_plan(arrays, plan, **changes):
+    import json
+
+    arrays["plan"] = json.dumps({**plan, **changes})
+
+
+def declare_size(path, member, size):
+    """Set `member`'s uncompressed size in the zip's central directory (what zipfile trusts)."""
+    import struct
+    import zipfile
+
+    data = bytearray(path.read_bytes())
+    info = zipfile.ZipFile(path).getinfo(member)
+    start = data.index(b"PK\x01\x02" + data[data.index(b"PK\x01\x02") + 4:][:0])  # first central header
+    while True:
+        name_len = struct.unpack("<H", data[start + 28:start + 30])[0]
+        if data[start + 46:start + 46 + name_len] == member.encode():
+            break
+        extra, comment = struct.unpack("<HH", data[start + 30:start + 34])
+        start += 46 + name_len + extra + comment
+    assert struct.unpack("<L", data[start + 24:start + 28])[0] == info.file_size
+    data[start + 24:start + 28] = struct.pack("<L", size)
+    path.write_bytes(bytes(data))
+
+
+def tamper_object(arrays, plan):
+    import numpy as np
+
+    arrays["w0"] = np.array([{"pickled": 1}], dtype=object)
+
+
+TAMPERED = {  # what is done to state.npz, and the words of the one-line answer
+    "garbage": (None, "the file is not an .npz archive"),
+    "object array": (tamper_object, "field w0 is an object array (pickled Python objects are refused)"),
+    "missing recipe": (lambda a, p: replace_plan(a, {k: v for k, v in p.items() if k != "recipe"}),
+                       "field plan has no recipe"),
+    "recipe of strings": (lambda a, p: replace_plan(a, p, recipe={**p["recipe"], "batch_size": "32"}),
+                          "field plan has recipe batch_size '32', which is not int"),
+    "unknown recipe field": (lambda a, p: replace_plan(a, p, recipe={**p["recipe"], "evil": 1}),
+                             "field plan has a recipe field 'evil' convzoo does not know"),
+    "unknown optimizer": (lambda a, p: replace_plan(a, p, recipe={**p["recipe"], "optimizer": "x"}),
+                          "the stored plan is refused (unknown optimizer 'x'"),
+    "plan not JSON": (lambda a, p: a.update(plan="{not json"), "field plan is not JSON"),
+    "deep JSON": (lambda a, p: a.update(plan="[" * 100_000), "field plan is not JSON"),
+    "history damaged": (lambda a, p: a.update(history='{"epoch": [1]}'), "field history does not have the columns"),
+    "extra key": (lambda a, p: a.update(evil=__import__("numpy").zeros(3)), "field 'evil' is not a run-state field"),
+    "missing weight": (lambda a, p: a.pop("w1"), "field w1 is missing"),
+    "extra weight": (lambda a, p: a.update(w99=__import__("numpy").zeros(3)), "field w99 is extra"),
+    "wrong shape": (lambda a, p: a.update(w0=a["w0"][:3]), "field w0 has shape (3, 100); the model's needs (784, 100)"),
+    "text weights": (lambda a, p: a.update(w0=__import__("numpy").full(a["w0"].shape, "x")),
+                     "field w0 holds <U1, not numbers"),
+    "plan bomb": ("plan.npy", "field plan declares 3,600,000,000 bytes, more than the"),
+    "weights bomb": ("w0.npy", "field w0 declares 3,600,000,000 bytes, more than the 631,296"),
+}
+
+
+@pytest.mark.parametrize("case", list(TAMPERED))
+def test_resume_with_a_tampered_state_answers_one_line(runner, tmp_path, good_run, case):
+    import numpy as np
+
+    state, arrays, plan = state_copy(good_run, tmp_path)
+    change, words = TAMPERED[case]
+    if change is None:
+        state.write_bytes(b"garbage, not a zip")
+    else:
+        if callable(change):
+            change(arrays, plan)
+        np.savez(state, **arrays)
+        if isinstance(change, str):
+            declare_size(state, change, 3_600_000_000)
+    res = invoke(runner, "train", "mnist", "--model", "mlp", "--resume", "--epochs", "2",
+                 "--data-dir", SAMPLE, "--output", "m.h5")
+    assert res.exit_code == 1, res.output
+    lines = res.output.strip().splitlines()
+    assert lines[-1].startswith(f"Error: {state}: ") and words in lines[-1], lines[-1]
+    assert "Traceback" not in res.output and not (tmp_path / "m.h5.lock").exists()
+
+
+def test_resume_of_an_untampered_copy_works(runner, tmp_path, good_run):
+    import numpy as np
+
+    state, arrays, plan = state_copy(good_run, tmp_path)
+    np.savez(state, **arrays)
+    res = invoke(runner, "train", "mnist", "--model", "mlp", "--resume", "--epochs", "2",
+                 "--data-dir", SAMPLE, "--output", "m.h5")
+    assert res.exit_code == 0 and "resuming after epoch 1 of 2" in res.output, res.output
+
+
+def test_a_state_bomb_is_refused_under_a_memory_limit(tmp_path, good_run):
+    """A w0 that declares 3.6 GB, one that is really 400 MB of zeros (deflated to 400 KB) and says
+    so, and a plan whose .npy header declares 2 GB of text: read_state refuses each in a process
+    limited to 1 GB of address space, before inflating or allocating it."""
+    import subprocess
+    import sys
+    import zipfile
+
+    import numpy as np
+
+    from conftest import ROOT
+
+    state, arrays, plan = state_copy(good_run, tmp_path)
+    np.savez(state, **arrays)
+    declare_size(state, "w0.npy", 3_600_000_000)
+    honest = tmp_path / "honest.npz"
+    with zipfile.ZipFile(honest, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, value in arrays.items():
+            if name != "w0":
+                with z.open(f"{name}.npy", "w") as f:
+                    np.lib.format.write_array(f, np.asarray(value))
+        with z.open("w0.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False,
+                                                     "shape": (100_000_000,)})
+            block = bytes(2**22)
+            for _ in range(100):
+                f.write(block)
+    header = tmp_path / "header.npz"  # plan.npy's header declares 2 GB of text; its data is 8 bytes
+    with zipfile.ZipFile(header, "w") as z:
+        for name, value in arrays.items():
+            with z.open(f"{name}.npy", "w") as f:
+                if name == "plan":
+                    np.lib.format.write_array_header_1_0(f, {"descr": "<U500000000", "fortran_order": False,
+                                                             "shape": ()})
+                    f.write(b"{}" + bytes(6))
+                else:
+                    np.lib.format.write_array(f, np.asarray(value))
+    shapes = {k: np.asarray(v).shape for k, v in arrays.items() if k[0] in "wo"}
+    code = f"""
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))
+from convzoo.runstate import StateError, read_state
+for path in sys.argv[1:]:
+    try:
+        read_state(path, {shapes!r})
+    except StateError as e:
+        print(e)
+"""
+    res = subprocess.run([sys.executable, "-c", code, str(state), str(honest), str(header)],
+                         capture_output=True, text=True,
+                         timeout=120, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.count("field w0 declares") == 2, res.stdout
+    assert "field plan declares 2,000,000,000 bytes of <U500000000" in res.stdout
