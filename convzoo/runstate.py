@@ -17,6 +17,7 @@ import re
 import stat
 import sys
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -69,7 +70,7 @@ def read_state(path, shapes=None):
         try:
             z = zipfile.ZipFile(fh)
         except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as e:
-            raise bad("the file", f"is not an .npz archive ({e})") from None
+            raise bad("the file", f"is not an .npz archive ({_first(e)})") from None
         with z:
             members = z.infolist()
             if len(members) > 16 + (len(shapes) if shapes is not None else 2 * 10**5):  # names next
@@ -96,6 +97,14 @@ def read_state(path, shapes=None):
     return plan, history, arrays
 
 
+# a damaged member: bad CRC, a broken deflate stream, encryption, an unknown compression method
+READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError)
+
+
+def _first(e):
+    return text.printable(str(e).splitlines()[0][:100]) if str(e) else type(e).__name__
+
+
 def _field_order(name):
     return (name[0], int(name[1:])) if name[1:].isdigit() else (name, -1)
 
@@ -107,16 +116,19 @@ def _npy_header(z, info, bad, need):
     if info.file_size > need + NPY_HEADER:
         raise bad(f"field {name}", f"declares {info.file_size:,} bytes, more than the "
                                    f"{need + NPY_HEADER:,} it can need")
-    m = z.open(info)
+    try:
+        m = z.open(info)
+    except READ_ERRORS as e:
+        raise bad(f"field {name}", f"cannot be read ({_first(e)})") from None
     try:
         version = np.lib.format.read_magic(m)
         read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
         if version not in read:
             raise ValueError(f"npy format {version}")
         shape, _, dtype = read[version](m, max_header_size=NPY_HEADER)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+    except READ_ERRORS as e:
         m.close()
-        raise bad(f"field {name}", f"is not a NumPy array ({str(e).splitlines()[0][:100] if str(e) else e})") from None
+        raise bad(f"field {name}", f"is not a NumPy array ({_first(e)})") from None
     if dtype.itemsize * math.prod(shape) > need:  # the header's own claim, before numpy allocates it
         m.close()
         raise bad(f"field {name}", f"declares {dtype.itemsize * math.prod(shape):,} bytes of {dtype}, more "
@@ -131,8 +143,8 @@ def _read_array(m, name, bad):
     try:
         m.seek(0)
         return np.lib.format.read_array(m, allow_pickle=False, max_header_size=NPY_HEADER)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise bad(f"field {name}", f"cannot be read ({str(e).splitlines()[0][:100] if str(e) else e})") from None
+    except READ_ERRORS as e:
+        raise bad(f"field {name}", f"cannot be read ({_first(e)})") from None
     finally:
         m.close()
 

@@ -286,7 +286,19 @@ TAMPERED = {  # what is done to state.npz, and the words of the one-line answer
                      "field w0 holds <U1, not numbers"),
     "plan bomb": ("plan.npy", "field plan declares 3,600,000,000 bytes, more than the"),
     "weights bomb": ("w0.npy", "field w0 declares 3,600,000,000 bytes, more than the 631,296"),
+    "flipped byte": ("flip", "field w0 cannot be read (Bad CRC-32 for file 'w0.npy')"),
 }
+
+
+def flip_a_byte(path, member):
+    import struct
+    import zipfile
+
+    data = bytearray(path.read_bytes())
+    start = zipfile.ZipFile(path).getinfo(member).header_offset
+    name_len, extra = struct.unpack("<HH", data[start + 26:start + 30])
+    data[start + 30 + name_len + extra + 1000] ^= 0xFF  # inside the array's data
+    path.write_bytes(bytes(data))
 
 
 @pytest.mark.parametrize("case", list(TAMPERED))
@@ -301,7 +313,9 @@ def test_resume_with_a_tampered_state_answers_one_line(runner, tmp_path, good_ru
         if callable(change):
             change(arrays, plan)
         np.savez(state, **arrays)
-        if isinstance(change, str):
+        if change == "flip":
+            flip_a_byte(state, "w0.npy")
+        elif isinstance(change, str):
             declare_size(state, change, 3_600_000_000)
     res = invoke(runner, "train", "mnist", "--model", "mlp", "--resume", "--epochs", "2",
                  "--data-dir", SAMPLE, "--output", "m.h5")
