@@ -76,7 +76,7 @@ def test_import_cuts_stratified_seeded_splits_and_writes_a_card(tmp_path, runner
     assert row["found"] and row["train"] == 32 and row["validation"] == 4 and row["test"] == 4
     x, y = store.load("shapes", str(data), "validation")
     assert x.shape == (4, 32, 32, 3) and sorted(y.tolist()) == [0, 1, 1, 2]
-    assert catalog.get("shapes", str(data)).default_model == catalog.IMPORTED_DEFAULT_MODEL
+    assert catalog.get("shapes", str(data)).default_model == "transfer"  # colour: README "Your own images"
 
 
 def test_import_keeps_the_splits_a_source_has(tmp_path, runner):
@@ -99,6 +99,7 @@ def test_gray_images_import_gray_at_a_small_size(tmp_path, runner):
     assert r.exit_code == 0, r.output
     info = catalog.get("digits", str(tmp_path / "d"))
     assert info.input_shape == (28, 28, 1) and info.preprocess["color"] == "L"
+    assert info.default_model == "small-cnn"  # the Fashion-MNIST base does not carry to digits (README)
     x, _ = store.load("digits", str(tmp_path / "d"), "train")
     assert x.shape[1:] == (28, 28, 1)
 

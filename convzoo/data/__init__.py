@@ -95,7 +95,9 @@ DATASETS = {
 # What an imported dataset gets (README "Your own images" gives the measurements behind them)
 IMPORTED = dict(loader="imported", splits=("train", "validation", "test"), importer=True, imported=True,
                 import_options=("validation", "test", "seed", "image_size", "color"))
-IMPORTED_DEFAULT_MODEL = "small-cnn"
+# measured best on small real sets (README): colour photos transfer from the bundled CIFAR-10 base;
+# gray images train from scratch (the Fashion-MNIST base does not carry over to digits)
+IMPORTED_DEFAULT_MODEL = {"rgb": "transfer", "gray": "small-cnn"}
 
 
 def data_dir(given=None):
@@ -131,7 +133,7 @@ def from_card(card, name):
             name=name, title=card.get("title") or f"{name} (imported from {card.get('source', '?')})",
             classes=classes, input_shape=shape,
             preprocess={"color": "L" if channels == 1 else "RGB", "size": [size, size]},
-            augmentation=augmentation_for(shape), default_model=IMPORTED_DEFAULT_MODEL, **IMPORTED)
+            augmentation=augmentation_for(shape), default_model=IMPORTED_DEFAULT_MODEL["gray" if channels == 1 else "rgb"], **IMPORTED)
     except (KeyError, TypeError, ValueError) as e:
         raise DataError(f"{name}/{CARD}: not a convzoo dataset card ({type(e).__name__}: {e})") from None
 
