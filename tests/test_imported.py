@@ -275,3 +275,52 @@ def test_evaluate_scores_balanced_accuracy_and_macro_f1():
     r = score(probs, y, ["a", "b"])
     assert r["accuracy"] == 0.8 and r["balanced_accuracy"] == 0.5
     assert r["macro_f1"] == pytest.approx((2 * 0.8 / 1.8) / 2, abs=1e-4)
+
+
+# ---------------------------------------------------------------- real photos, end to end
+def _real_folder(shared, kind, root, per_class):
+    """root/<class>/<file>: CIFAR-10 test images of three classes, or cats-vs-dogs test photos."""
+    if kind == "cats":
+        for a in ("cat", "dog"):
+            (root / a).mkdir(parents=True)
+            for i in range(1500, 1500 + per_class):
+                (root / a / f"{i}.jpg").write_bytes((shared / "cats_vs_dogs" / "train" / f"{a}.{i}.jpg").read_bytes())
+        return root
+    seen = {}
+    with tarfile.open(shared / "cifar10-jpg.tar.gz") as tar:
+        for member in tar:
+            parts = member.name.split("/")
+            if (member.isfile() and len(parts) == 3 and parts[0] == "test"
+                    and parts[1] in ("bird", "ship", "truck") and seen.get(parts[1], 0) < per_class):
+                seen[parts[1]] = seen.get(parts[1], 0) + 1
+                (root / parts[1]).mkdir(parents=True, exist_ok=True)
+                (root / parts[1] / parts[2]).write_bytes(tar.extractfile(member).read())
+            if len(seen) == 3 and min(seen.values()) == per_class:
+                break
+    return root
+
+
+@pytest.mark.parametrize("kind,per_class", [("cifar3", 50), ("cats", 40)])
+def test_a_real_photo_folder_goes_through_every_command_with_only_paths(shared_datasets, tmp_path, runner,
+                                                                         kind, per_class):
+    """The issue's "done when": train PATH (import + the default model), evaluate, predict, export."""
+    src = _real_folder(shared_datasets, kind, tmp_path / kind, per_class)
+    data = tmp_path / "d"
+    r = invoke(runner, "train", str(src), "--data-dir", data, "--epochs", "1", "--output", tmp_path / "m.h5")
+    assert r.exit_code == 0, r.output
+    assert f"importing {src}" in r.output or "imported" in r.output, r.output
+    meta = json.loads(__import__("h5py").File(tmp_path / "m.h5", "r").attrs["convzoo"])
+    assert meta["dataset"] == kind and meta["model"] == "transfer"  # colour photos: the default
+    r = invoke(runner, "evaluate", tmp_path / "m.h5", "--data-dir", data, "--json")
+    assert r.exit_code == 0, r.output
+    scores = json.loads(r.stdout)
+    assert scores["n"] == sum(card(data, kind)["counts"]["test"].values()) and 0 <= scores["accuracy"] <= 1
+    photo = next((src / sorted(os.listdir(src))[0]).iterdir())
+    r = invoke(runner, "predict", photo, "--model", tmp_path / "m.h5", "--json")
+    assert r.exit_code == 0, r.output
+    labels = [p["label"] for p in json.loads(r.stdout)[0]["predictions"]]
+    assert sorted(labels) == card(data, kind)["classes"]
+    r = invoke(runner, "export", tmp_path / "m.h5", "--format", "tflite", "--output", tmp_path / "m.tflite",
+               "--data-dir", data)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "m.tflite").stat().st_size > 10_000
