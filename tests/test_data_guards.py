@@ -1,12 +1,34 @@
 """Import sources from strangers (issue 17): only regular files are copied (links skipped and
-listed), SOURCE must be a regular file or a folder, deep trees are refused without a RecursionError."""
+listed), SOURCE must be a regular file or a folder, deep trees are refused without a RecursionError,
+CIFAR pickles build nothing larger than their bytes. Memory cases run in a subprocess under RLIMIT_AS."""
+import io
+import json
 import os
+import resource
+import struct
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-from convzoo.data import catsdogs, guards
+from convzoo.data import catsdogs, cifar, guards
 from convzoo.errors import DataError
-from test_data_folders import SIZES, kaggle_files, write_files
+from test_data_folders import SIZES, batch_files, kaggle_files, write_files
+
+ROOT = Path(__file__).resolve().parents[1]
+MEMORY = 2**30  # RLIMIT_AS for the memory cases
+
+
+def limited(code, *args, mem=MEMORY, timeout=120, cwd=None):
+    """Run python -c code in a fresh process under an address-space limit."""
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, preexec_fn=limit, env=env, cwd=cwd)
 
 
 def test_link_to_dev_zero_is_skipped_and_listed(tmp_path):
@@ -53,3 +75,89 @@ def test_copy_regular_refuses_links_and_oversize(tmp_path):
         guards.copy_regular(tmp_path / "link", tmp_path / "b", 1000)
     with pytest.raises(ValueError, match="larger than"):
         guards.copy_regular(tmp_path / "a", tmp_path / "c", 50)
+
+
+# ---------------------------------------------------------------- CIFAR pickles
+
+
+def hostile_pickles():
+    """name -> a small pickle built only from names the CIFAR unpickler allows."""
+    size = struct.pack("<i", 400_000_000)
+    text = b"c_codecs\nencode\nq\x00X" + struct.pack("<I", 2**20) + b"a" * 2**20 + b"q\x01X\x06\x00\x00\x00latin1q\x02"
+    return {
+        # list(bytes(4e8)): 43 bytes, 3.1 GB before a MemoryError
+        "list-of-bytes": b"\x80\x02cbuiltins\nlist\ncbuiltins\nbytes\nJ" + size + b"\x85R\x85R.",
+        "bytes-as-data": b"\x80\x02}U\x04datac__builtin__\nbytes\nJ" + size + b"\x85Rs.",
+        # a bytes object declared 3 GB long: the C unpickler allocates the declared size first
+        "binbytes8": b"\x80\x04\x8e" + struct.pack("<Q", 3 * 2**30) + b"abc.",
+        # memo index 2**32 - 1: the C unpickler grows (and zeroes) its memo up to it
+        "memo-index": b"\x80\x02Nr\xff\xff\xff\xff.",
+        # one 1 MB str encoded 2,000 times: 2 GB from a 1 MB file
+        "encode-again": b"\x80\x02(" + text + b"h\x00h\x01h\x02\x86R" * 2000 + b"l.",
+        # numpy's own code on pickled state: an object dtype, fields, an array larger than its bytes
+        "dtype-object": b"\x80\x02cnumpy\ndtype\nU\x02O8K\x00K\x01\x87R.",
+        "dtype-fields": b"\x80\x02cnumpy\ndtype\nU\x02u1K\x00K\x01\x87R(K\x03U\x01|N(U\x01at}U\x01a"
+                        b"cnumpy\ndtype\nU\x02u1K\x00K\x01\x87RK\x00\x86sK\x08J\xff\xff\xff\xffK\x00tb.",
+        "array-shape": b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85U\x01b\x87R"
+                       b"(K\x01J\x00\xca\x9a;\x85cnumpy\ndtype\nU\x02u1K\x00K\x01\x87R\x89U\x03abctb.",
+    }
+
+
+def test_cifar_pickle_bombs_are_refused_in_a_few_mb(tmp_path):
+    """A 43-byte pickle of list(bytes(4e8)) reached 3.1 GB: each bomb is refused before it allocates."""
+    for name, raw in hostile_pickles().items():
+        (tmp_path / name).write_bytes(raw)
+    code = ("import json, resource, sys\nfrom convzoo.data import cifar\nfrom convzoo.errors import DataError\n"
+            "out = {}\nfor path in sys.argv[1:]:\n"
+            "    try:\n        with open(path, 'rb') as f:\n            cifar.read_batch(f, path.rsplit('/', 1)[1])\n"
+            "        out[path] = 'LOADED'\n"
+            "    except DataError as e:\n        out[path] = str(e)\n"
+            "out['rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024\n"
+            "print(json.dumps(out))\n")
+    res = limited(code, *sorted(tmp_path.iterdir()))
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout)
+    assert out.pop("rss_mb") < 400
+    for path, msg in out.items():
+        name = Path(path).name
+        assert msg.startswith(f"{name}: not a CIFAR-10 batch"), msg
+        assert "refused:" in msg or "expected 3221225472 bytes" in msg, msg
+        assert "\n" not in msg and "MemoryError" not in msg
+
+
+def test_cifar_import_of_a_pickle_bomb_is_one_line(tmp_path):
+    """The same through `convzoo data import cifar10`, as a user runs it."""
+    files, _ = batch_files(prefix="")
+    src = write_files(tmp_path / "src", files)
+    (src / "data_batch_2").write_bytes(hostile_pickles()["list-of-bytes"])
+    code = "from convzoo.cli import main\nmain()"
+    res = limited(code, "data", "import", "cifar10", src, "--data-dir", tmp_path / "d")
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert res.stderr.strip().count("\n") == 0 and "data_batch_2: not a CIFAR-10 batch: refused:" in res.stderr
+    assert not (tmp_path / "d" / "cifar10").exists()
+
+
+def py2_batch(n, seed):
+    """A batch as the official files hold it: pickled by Python 2 (str, not unicode) and numpy 1."""
+    rng = np.random.default_rng(seed)
+    data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+    labels = [int(v) for v in rng.integers(0, 10, n)]
+    raw = (b"\x80\x02}q\x01(U\x0bbatch_labelq\x02U\rtesting batchq\x03U\x04dataq\x04"
+           b"cnumpy.core.multiarray\n_reconstruct\nq\x05cnumpy\nndarray\nq\x06K\x00\x85U\x01b\x87Rq\x07"
+           b"(K\x01K" + bytes([n]) + b"M\x00\x0c\x86cnumpy\ndtype\nq\x08U\x02u1K\x00K\x01\x87Rq\t"
+           b"(K\x03U\x01|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89T" + struct.pack("<I", data.size)
+           + data.tobytes() + b"tbU\x06labelsq\n]q\x0b(" + b"".join(b"K" + bytes([v]) for v in labels)
+           + b"eu.")
+    return raw, data, labels
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4])
+def test_cifar_good_batches_still_load(protocol):
+    raw, data, labels = py2_batch(5, 1)
+    x, y = cifar.read_batch(io.BytesIO(raw), "py2")
+    assert list(y) == labels and np.array_equal(x.transpose(0, 3, 1, 2).reshape(5, -1), data)
+    import pickle
+
+    d = {b"data": data, b"labels": labels, b"batch_label": b"", b"filenames": [b"a.png"] * 5}
+    x, y = cifar.read_batch(io.BytesIO(pickle.dumps(d, protocol=protocol)), "py3")
+    assert list(y) == labels and np.array_equal(x.transpose(0, 3, 1, 2).reshape(5, -1), data)
