@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convzoo.data import catsdogs, cifar, guards
+from convzoo.data import catsdogs, cifar, guards, imported
 from convzoo.errors import DataError
-from test_data_folders import SIZES, batch_files, kaggle_files, write_files
+from test_data_folders import SIZES, batch_files, jpeg_bytes, kaggle_files, tar_of, write_files, zip_of
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMORY = 2**30  # RLIMIT_AS for the memory cases
@@ -161,3 +161,70 @@ def test_cifar_good_batches_still_load(protocol):
     d = {b"data": data, b"labels": labels, b"batch_label": b"", b"filenames": [b"a.png"] * 5}
     x, y = cifar.read_batch(io.BytesIO(pickle.dumps(d, protocol=protocol)), "py3")
     assert list(y) == labels and np.array_equal(x.transpose(0, 3, 1, 2).reshape(5, -1), data)
+
+
+# ---------------------------------------------------------------- the byte budget of one import
+
+
+def class_files(n=12):
+    return {f"shapes/{c}/{i:02d}.jpg": jpeg_bytes(k * 100 + i) for k, c in enumerate(("a", "b")) for i in range(n)}
+
+
+def source_of(kind, tmp_path, files):
+    if kind == "folder":
+        return write_files(tmp_path / "src", files) / "shapes"
+    return (zip_of if kind == "zip" else tar_of)(tmp_path / f"shapes.{kind}", files)
+
+
+def leftovers(parent):
+    return sorted(p.name for p in Path(parent).iterdir()) if Path(parent).exists() else []
+
+
+@pytest.mark.parametrize("kind", ["folder", "zip", "tar.gz"])
+def test_import_over_its_byte_budget_stops_and_leaves_nothing(tmp_path, monkeypatch, kind):
+    """A source whose files add up past the budget (here a 10 KB cap) stops the import with one line."""
+    src = source_of(kind, tmp_path, class_files())
+    monkeypatch.setattr(guards, "MAX_IMPORT_BYTES", 10_000)
+    with pytest.raises(DataError, match=r"import stopped: the source's files take over 10 KB \(the 10 KB cap "
+                                        r"on one import\); nothing was imported") as e:
+        imported.import_source(src, tmp_path / "d" / "shapes")
+    assert "\n" not in str(e.value)
+    assert leftovers(tmp_path / "d") == []  # no staging folder, no target
+    monkeypatch.setattr(guards, "MAX_IMPORT_BYTES", 10 * 2**20)
+    assert imported.import_source(src, tmp_path / "d" / "shapes")["written"]["train"] > 0
+
+
+def test_import_budget_follows_free_space(tmp_path, monkeypatch):
+    """The 1 GB disk the review filled: the budget is the free space less a margin."""
+    src = source_of("folder", tmp_path, class_files())
+    (tmp_path / "d" / "shapes").mkdir(parents=True)
+    (tmp_path / "d" / "shapes" / "mine.txt").write_text("kept")
+    usage = guards.shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(guards.shutil, "disk_usage",
+                        lambda p: usage._replace(free=guards.FREE_MARGIN + 5_000))
+    with pytest.raises(DataError, match=r"take over 5 KB \(256 MB free on the target's disk, less a 256 MB margin\)"):
+        imported.import_source(src, tmp_path / "d" / "shapes", overwrite=True)
+    assert leftovers(tmp_path / "d") == ["shapes"] and leftovers(tmp_path / "d" / "shapes") == ["mine.txt"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+def test_full_disk_stops_the_import():
+    """A full disk made every later file 'cannot read' and the import exit 0: now it stops."""
+    with pytest.raises(DataError, match="import stopped: no space left on the target's disk"):
+        guards.copy_limited(io.BytesIO(b"x" * 100), "/dev/full", 1000)
+
+
+@pytest.mark.parametrize("kind", ["folder", "zip", "tar.gz"])
+def test_image_padded_far_past_its_pixels_is_skipped_and_listed(tmp_path, monkeypatch, kind):
+    """Eight JPEGs padded with 400 MB of zeros (a 3.3 MB zip) were kept as 3.2 GB of valid images;
+    here the slack is lowered to 64 KB and the padding is 1 MB."""
+    monkeypatch.setattr(guards, "IMAGE_SLACK", 64 * 2**10)
+    files = class_files()
+    files["shapes/a/00.jpg"] += bytes(2**20)  # 24x20 pixels: a JPEG decodes and ignores the tail
+    src = source_of(kind, tmp_path, files)
+    report = imported.import_source(src, tmp_path / "d" / "shapes")
+    skipped = dict(report["skipped"])
+    name = next(n for n in skipped if n.endswith("a/00.jpg"))
+    assert skipped[name] == "1 MB for a 24x20 image, far more than its pixels can need (padded, or holding other data)"
+    assert sum(report["written"].values()) == 23
+    assert sum(f.stat().st_size for f in (tmp_path / "d").rglob("*") if f.is_file()) < 2**20

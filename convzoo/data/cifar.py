@@ -1,5 +1,6 @@
 """CIFAR-10: the official pickled batches (cifar-10-batches-py/ or cifar-10-python.tar.gz), or an
 image-folder tree train/<class>/*, test/<class>/*; and the importer that writes that tree."""
+import errno
 import io
 import os
 import pickle
@@ -333,7 +334,7 @@ def import_source(source, folder, overwrite=False):
     report = {"folder": folder, "source": src.path, "written": {}, "skipped": list(src.links), "ignored": 0}
     if batch_names is not None:
         report["layout"] = "batches"
-        with folders.building(folder) as tmp:
+        with folders.building(folder, src) as tmp:
             _import_batches(src, batch_names, tmp, report)
         return report
     tree, ignored = _find_tree(src)
@@ -343,7 +344,7 @@ def import_source(source, folder, overwrite=False):
                         f"with classes {', '.join(CLASSES)}")
     report["layout"] = "folders"
     report["ignored"] = ignored
-    with folders.building(folder) as tmp:
+    with folders.building(folder, src) as tmp:
         wanted = {}
         for s in SPLITS:
             for c in CLASSES:
@@ -415,7 +416,13 @@ def _import_batches(src, names, tmp, report):
             with open(os.path.join(staging, b), "rb") as f:
                 parts.append(read_batch(f, f"{src.path}:{names[b]}"))
         x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-        write(tmp, split, x, y)
+        try:
+            write(tmp, split, x, y)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DataError(f"import stopped: no space left on the target's disk ({e.strerror}); "
+                                "nothing was imported") from None
+            raise
         report["written"][split] = len(y)
     for b in os.listdir(staging):
         os.remove(os.path.join(staging, b))

@@ -76,6 +76,7 @@ class Source:
         self.path = os.path.abspath(os.fspath(path))
         self.names = []
         self.links = []  # (name, why) of a folder's links and special files: listed, never read
+        self.budget = None  # a guards.Budget once building() has a target
         if guards.check_source(self.path) == "folder":
             self.kind = "folder"
             self._scan_folder()
@@ -137,14 +138,26 @@ class Source:
         return os.path.join(self.path, *name.split("/")) if self.kind == "folder" else None
 
     def copy(self, wanted):
-        """Write each wanted {name: destination path}; returns {name: why it failed} for failures."""
+        """Write each wanted {name: destination path}; returns {name: why it failed} for failures.
+        Held to self.budget (set by building()); an image far larger than its pixels is removed."""
         failed = {}
+        budget = self.budget
         bar = progress.Progress(len(wanted), label=f"reading {self.path}", unit="files")
+
+        def done(name, dest):
+            why = guards.padded(dest) if is_image_name(name) else None
+            if why:
+                failed[name] = why
+                if budget is not None:
+                    budget.refund(os.path.getsize(dest))
+                os.remove(dest)
+
         if self.kind == "folder":
             for name, dest in wanted.items():
                 bar.advance()
                 try:
-                    guards.copy_regular(self.local_path(name), dest, MAX_FILE_BYTES)
+                    guards.copy_regular(self.local_path(name), dest, MAX_FILE_BYTES, budget)
+                    done(name, dest)
                 except ValueError as e:
                     failed[name] = str(e)
                 except OSError as e:
@@ -160,7 +173,8 @@ class Source:
                             continue
                         try:
                             with zf.open(info) as f:
-                                _copy_limited(f, dest)
+                                _copy_limited(f, dest, budget)
+                            done(name, dest)
                         except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
                             failed[name] = f"corrupt archive entry ({e})"
             except (zipfile.BadZipFile, OSError) as e:
@@ -180,7 +194,8 @@ class Source:
                             failed[name] = f"larger than {MAX_FILE_BYTES // 2**20} MB"
                         else:
                             with tf.extractfile(m) as f:
-                                _copy_limited(f, left[name])
+                                _copy_limited(f, left[name], budget)
+                            done(name, left[name])
                         del left[name]
             except (tarfile.TarError, OSError, EOFError, zipfile.BadZipFile) as e:
                 raise DataError(f"{self.path}: cannot read tar archive ({e})") from None
@@ -196,8 +211,8 @@ def _is_tar(path):
         return False
 
 
-def _copy_limited(f, dest):
-    guards.copy_limited(f, dest, MAX_FILE_BYTES)
+def _copy_limited(f, dest, budget=None):
+    guards.copy_limited(f, dest, MAX_FILE_BYTES, budget=budget)
 
 
 # ---------------------------------------------------------------- building the target folder
@@ -215,8 +230,9 @@ def check_target(folder, source, overwrite):
 
 
 @contextlib.contextmanager
-def building(folder):
-    """Yield a temp folder beside `folder`; on success it takes the place of `folder`."""
+def building(folder, src=None):
+    """Yield a temp folder beside `folder`; on success it takes the place of `folder`. What `src`
+    copies in the block is held to one guards.Budget for the target's disk."""
     folder = os.path.abspath(os.fspath(folder))
     parent, base = os.path.split(folder)
     os.makedirs(parent, exist_ok=True)
@@ -225,6 +241,8 @@ def building(folder):
     os.umask(umask)
     try:
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700
+        if src is not None:
+            src.budget = guards.Budget(tmp)
         yield tmp
         old = None
         if os.path.lexists(folder):
