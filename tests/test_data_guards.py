@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convzoo.data import catsdogs, cifar, guards, imported
+from convzoo.data import catsdogs, cifar, folders, guards, imported
 from convzoo.errors import DataError
-from test_data_folders import SIZES, batch_files, jpeg_bytes, kaggle_files, tar_of, write_files, zip_of
+from test_data_folders import SIZES, batch_files, cifar_tree, jpeg_bytes, kaggle_files, tar_of, write_files, zip_of
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMORY = 2**30  # RLIMIT_AS for the memory cases
@@ -228,3 +228,35 @@ def test_image_padded_far_past_its_pixels_is_skipped_and_listed(tmp_path, monkey
     assert skipped[name] == "1 MB for a 24x20 image, far more than its pixels can need (padded, or holding other data)"
     assert sum(report["written"].values()) == 23
     assert sum(f.stat().st_size for f in (tmp_path / "d").rglob("*") if f.is_file()) < 2**20
+
+
+# ---------------------------------------------------------------- names a filesystem cannot hold
+
+LONG = "x" * 300
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_entry_names_too_long_are_skipped_and_listed(tmp_path, kind):
+    """One 300-character name in a tar aborted the whole import with 'cannot read tar archive'."""
+    files = class_files(3)
+    files[f"shapes/a/{LONG}.jpg"] = jpeg_bytes(7)
+    files[f"shapes/{LONG}/0.jpg"] = jpeg_bytes(8)
+    report = imported.import_source(source_of(kind, tmp_path, files), tmp_path / "d" / "shapes")
+    assert dict(report["skipped"]) == {
+        f"shapes/a/{LONG}.jpg": "file name longer than 255 bytes, more than a filesystem holds",
+        f"shapes/{LONG}/0.jpg": "folder name longer than 255 bytes, more than a filesystem holds"}
+    assert sum(report["written"].values()) == 6
+    tree = {**cifar_tree(), f"train/cat/{LONG}.jpg": jpeg_bytes(9)}
+    (tmp_path / "c").mkdir()
+    report = cifar.import_source(source_of(kind, tmp_path / "c", tree), tmp_path / "d" / "cifar10")
+    assert dict(report["skipped"])[f"train/cat/{LONG}.jpg"].startswith("file name longer than 255 bytes")
+    assert report["written"] == {"train": 21, "test": 10}
+
+
+def test_name_the_target_refuses_is_that_file_skipped(tmp_path, monkeypatch):
+    """A target filesystem with a shorter limit than NAME_MAX: that file is skipped, the rest go on."""
+    monkeypatch.setattr(folders, "NAME_MAX", 1000)
+    tree = {**cifar_tree(), f"train/cat/{LONG}.jpg": jpeg_bytes(9)}
+    report = cifar.import_source(tar_of(tmp_path / "c.tar.gz", tree), tmp_path / "d" / "cifar10")
+    assert dict(report["skipped"])[f"train/cat/{LONG}.jpg"] == "name too long for the target's filesystem"
+    assert report["written"] == {"train": 21, "test": 10}

@@ -21,6 +21,7 @@ from convzoo.fileio import atomic_path
 
 CACHE_VERSION = 1
 MAX_FILE_BYTES = 512 * 2**20  # no photo is this big; stops a zip bomb from filling the disk
+NAME_MAX = 255  # bytes in one file or folder name (Linux, macOS, Windows)
 
 
 class SkippedImages(UserWarning):
@@ -75,7 +76,7 @@ class Source:
     def __init__(self, path):
         self.path = os.path.abspath(os.fspath(path))
         self.names = []
-        self.links = []  # (name, why) of a folder's links and special files: listed, never read
+        self.links = []  # (name, why) listed, never read: links, special files, names too long
         self.budget = None  # a guards.Budget once building() has a target
         if guards.check_source(self.path) == "folder":
             self.kind = "folder"
@@ -110,6 +111,8 @@ class Source:
                                 f"link; nothing was imported")
             if info.is_dir() or not name:
                 continue
+            if self._too_long(name):
+                continue
             self._zip[name] = info
             self.names.append(name)
 
@@ -129,9 +132,18 @@ class Source:
                         else "device or special file")
                 raise DataError(f"{self.path}: refused: archive entry '{m.name}' is a {kind}; "
                                 f"nothing was imported")
-            if name:
+            if name and not self._too_long(name):
                 self._tar[m.name] = name
                 self.names.append(name)
+
+    def _too_long(self, name):
+        """List an archive entry a filesystem cannot hold (a name or folder over NAME_MAX bytes)."""
+        parts = name.split("/")
+        long = [i for i, p in enumerate(parts) if len(p.encode("utf-8", "surrogateescape")) > NAME_MAX]
+        if long:
+            what = "file name" if long[-1] == len(parts) - 1 else "folder name"
+            self.links.append((name, f"{what} longer than {NAME_MAX} bytes, more than a filesystem holds"))
+        return bool(long)
 
     def local_path(self, name):
         """The file's own path when the source is a folder, else None."""
@@ -193,9 +205,12 @@ class Source:
                         if m.size > MAX_FILE_BYTES:
                             failed[name] = f"larger than {MAX_FILE_BYTES // 2**20} MB"
                         else:
-                            with tf.extractfile(m) as f:
-                                _copy_limited(f, left[name], budget)
-                            done(name, left[name])
+                            try:
+                                with tf.extractfile(m) as f:
+                                    _copy_limited(f, left[name], budget)
+                                done(name, left[name])
+                            except ValueError as e:
+                                failed[name] = str(e)
                         del left[name]
             except (tarfile.TarError, OSError, EOFError, zipfile.BadZipFile) as e:
                 raise DataError(f"{self.path}: cannot read tar archive ({e})") from None

@@ -147,4 +147,6 @@ def copy_limited(f, dest, max_bytes, mode="wb", budget=None):
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise DataError(f"import stopped: no space left on the target's disk ({e.strerror}); "
                             "nothing was imported") from None
+        if e.errno == errno.ENAMETOOLONG and e.filename == os.fspath(dest):
+            raise ValueError("name too long for the target's filesystem") from None
         raise
