@@ -5,9 +5,11 @@ import io
 import json
 import os
 import resource
+import signal
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ import pytest
 
 from convzoo.data import catsdogs, cifar, folders, guards, imported
 from convzoo.errors import DataError
+from conftest import invoke
 from test_data_folders import SIZES, batch_files, cifar_tree, jpeg_bytes, kaggle_files, tar_of, write_files, zip_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -260,3 +263,80 @@ def test_name_the_target_refuses_is_that_file_skipped(tmp_path, monkeypatch):
     report = cifar.import_source(tar_of(tmp_path / "c.tar.gz", tree), tmp_path / "d" / "cifar10")
     assert dict(report["skipped"])[f"train/cat/{LONG}.jpg"] == "name too long for the target's filesystem"
     assert report["written"] == {"train": 21, "test": 10}
+
+
+# ---------------------------------------------------------------- staging folders: signals, leftovers
+
+# `data import` with each file's copy slowed down (the hook), so that a signal lands mid-import
+SLOW_IMPORT = """import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a background job may start with it ignored
+from convzoo.data import guards
+real = guards.copy_regular
+def slow(*args, **kw):
+    real(*args, **kw)
+    time.sleep(0.2)
+guards.copy_regular = slow
+from convzoo.cli import main
+sys.argv[0] = "convzoo"
+main()
+"""
+
+
+def hidden(folder):
+    return sorted(p.name for p in Path(folder).glob(".*")) if Path(folder).exists() else []
+
+
+def start_import(tmp_path):
+    """A `data import shapes` subprocess, returned once its staging folder holds a copied file."""
+    src = write_files(tmp_path / "src", class_files(10)) / "shapes"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_IMPORT, "data", "import", "shapes", str(src),
+                             "--data-dir", str(tmp_path / "d")], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    for _ in range(6000):  # a hang guard, not a timing: the import takes 4 s or more
+        if any((tmp_path / "d").glob(".shapes.*.tmp/.incoming/*")) or proc.poll() is not None:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, proc.communicate()
+    return src, proc
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_during_an_import_removes_its_staging_folder(tmp_path, signum):
+    """SIGTERM during an import left a 1.3 GB hidden staging folder."""
+    _, proc = start_import(tmp_path)
+    proc.send_signal(signum)
+    out, errs = proc.communicate(timeout=60)
+    assert proc.returncode == 130, errs
+    assert errs.strip().splitlines()[-1] == (f"Error: import stopped (Ctrl-C or SIGTERM): nothing was "
+                                             f"imported, {tmp_path / 'd' / 'shapes'} is as it was")
+    assert "Traceback" not in errs
+    assert hidden(tmp_path / "d") == [] and not (tmp_path / "d" / "shapes").exists()
+
+
+def test_leftover_of_a_killed_import_is_removed_by_the_next(tmp_path, runner):
+    src, proc = start_import(tmp_path)
+    proc.kill()  # SIGKILL: no handler runs
+    proc.communicate(timeout=60)
+    left = hidden(tmp_path / "d")
+    assert len(left) == 1 and left[0].startswith(f".shapes.{proc.pid}.")
+    res = invoke(runner, "data", "import", "shapes", src, "--data-dir", tmp_path / "d")
+    assert res.exit_code == 0, res.output
+    assert (f"removed {left[0]} beside {tmp_path / 'd' / 'shapes'}: the staging folder of an import "
+            f"that was killed") in res.output
+    assert hidden(tmp_path / "d") == [] and (tmp_path / "d" / "shapes" / "dataset.json").exists()
+
+
+def test_sweep_leaves_live_imports_and_puts_back_a_moved_folder(tmp_path):
+    done = subprocess.Popen(["true"])
+    done.wait()
+    d = tmp_path / "d"
+    live = d / f".shapes.{os.getpid()}.abcdefgh.tmp"  # this process is alive: another import's
+    live.mkdir(parents=True)
+    moved = d / f".shapes.{done.pid}.abcdefgh.old"  # killed between moving shapes aside and the new in
+    (moved / "train").mkdir(parents=True)
+    src = write_files(tmp_path / "src", class_files(3)) / "shapes"
+    with pytest.raises(DataError, match=r"put back .*shapes from .shapes.\d+.abcdefgh.old, where an import "
+                                        r"that was killed had moved it; nothing was imported"):
+        imported.import_source(src, d / "shapes")
+    assert (d / "shapes" / "train").is_dir() and hidden(d) == [live.name]

@@ -334,7 +334,7 @@ def import_source(source, folder, overwrite=False):
     report = {"folder": folder, "source": src.path, "written": {}, "skipped": list(src.links), "ignored": 0}
     if batch_names is not None:
         report["layout"] = "batches"
-        with folders.building(folder, src) as tmp:
+        with folders.building(folder, src, report.setdefault("notes", [])) as tmp:
             _import_batches(src, batch_names, tmp, report)
         return report
     tree, ignored = _find_tree(src)
@@ -344,7 +344,7 @@ def import_source(source, folder, overwrite=False):
                         f"with classes {', '.join(CLASSES)}")
     report["layout"] = "folders"
     report["ignored"] = ignored
-    with folders.building(folder, src) as tmp:
+    with folders.building(folder, src, report.setdefault("notes", [])) as tmp:
         wanted = {}
         for s in SPLITS:
             for c in CLASSES:

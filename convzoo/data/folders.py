@@ -244,37 +244,88 @@ def check_target(folder, source, overwrite):
     return folder
 
 
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process
+        return True
+    return True
+
+
+def sweep(folder):
+    """Remove what a killed import (SIGKILL, power loss) left beside `folder`: its hidden staging
+    folders (.NAME.PID.xxxxxxxx.tmp, PID no longer running), and a moved-aside copy (.old) once the
+    folder is back, or put that copy back when the folder is missing; returns one note per folder."""
+    parent, base = os.path.split(os.path.abspath(os.fspath(folder)))
+    pattern = re.compile(rf"\.{re.escape(base)}\.(?:(\d+)\.)?[a-z0-9_]{{8}}\.(tmp|old)")
+    try:
+        entries = sorted(os.scandir(parent), key=lambda e: e.name)
+    except OSError:
+        return []
+    notes = []
+    for entry in entries:
+        m = pattern.fullmatch(entry.name)
+        if not m or not entry.is_dir(follow_symlinks=False) or (m[1] and _alive(int(m[1]))):
+            continue
+        if m[2] == "old" and not os.path.lexists(folder):
+            os.rename(entry.path, folder)
+            notes.append(f"put back {folder} from {entry.name}, where an import that was killed had moved it")
+        else:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            notes.append(f"removed {entry.name} beside {folder}: the staging folder of an import that was killed")
+    return notes
+
+
 @contextlib.contextmanager
-def building(folder, src=None):
+def building(folder, src=None, notes=None):
     """Yield a temp folder beside `folder`; on success it takes the place of `folder`. What `src`
-    copies in the block is held to one guards.Budget for the target's disk."""
+    copies in the block is held to one guards.Budget for the target's disk. Ctrl-C or SIGTERM
+    removes the temp folder (Interrupted); what a killed import left is removed first (sweep; its
+    notes appended to `notes`)."""
+    from convzoo import interrupt
+    from convzoo.errors import Interrupted
+
     folder = os.path.abspath(os.fspath(folder))
     parent, base = os.path.split(folder)
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{base}.", suffix=".tmp", dir=parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700
-        if src is not None:
-            src.budget = guards.Budget(tmp)
-        yield tmp
-        old = None
-        if os.path.lexists(folder):
-            old = tempfile.mkdtemp(prefix=f".{base}.", suffix=".old", dir=parent)
-            os.rmdir(old)
-            os.rename(folder, old)
+    swept = sweep(folder)
+    back = [n for n in swept if n.startswith("put back")]
+    if back:  # the folder the killed import was replacing: the user decides again
+        raise DataError(f"{back[0]}; nothing was imported; run the import again (--overwrite to replace it)")
+    if notes is not None:
+        notes.extend(swept)
+    with interrupt.terminate_as_interrupt() as hold:
+        tmp = tempfile.mkdtemp(prefix=f".{base}.{os.getpid()}.", suffix=".tmp", dir=parent)
+        umask = os.umask(0)
+        os.umask(umask)
         try:
-            os.rename(tmp, folder)
-        except OSError:
+            os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700
+            if src is not None:
+                src.budget = guards.Budget(tmp)
+            yield tmp
+            hold()  # no signal between moving the old folder aside and the new one into place
+            old = None
+            if os.path.lexists(folder):
+                old = tempfile.mkdtemp(prefix=f".{base}.{os.getpid()}.", suffix=".old", dir=parent)
+                os.rmdir(old)
+                os.rename(folder, old)
+            try:
+                os.rename(tmp, folder)
+            except OSError:
+                if old:
+                    os.rename(old, folder)
+                raise
             if old:
-                os.rename(old, folder)
-            raise
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
+                shutil.rmtree(old, ignore_errors=True)
+        except KeyboardInterrupt:
+            raise Interrupted(f"import stopped (Ctrl-C or SIGTERM): nothing was imported, "
+                              f"{folder} is as it was") from None
+        finally:
+            hold()
+            if os.path.exists(tmp):
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- decoding a tree, with a cache
