@@ -76,3 +76,28 @@ def _announce(fd, log, stop):
                 log("stopping after the current step... (Ctrl-C again to stop at once)")
             elif seen == 2:
                 log("stopping now")
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """In the block SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so that `finally` clauses run
+    (an import removes its staging folder). Yields hold(): from then on both signals are ignored
+    until the block ends, so the cleanup (or the final renames) is not cut short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+
+    def raise_interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    def hold():
+        for s in SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+
+    old = {s: signal.getsignal(s) for s in SIGNALS}
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        yield hold
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)

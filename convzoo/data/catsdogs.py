@@ -87,7 +87,7 @@ def import_source(source, folder, train=1000, validation=500, test=500, seed=0, 
               "written": {s: 0 for s in SPLITS if sizes[s]},
               "per_class": {c: {s: 0 for s in SPLITS if sizes[s]} for c in CLASSES},
               "skipped": list(src.links), "ignored": ignored, "short": []}
-    with folders.building(folder) as tmp:
+    with folders.building(folder, src, report.setdefault("notes", [])) as tmp:
         for s in SPLITS:
             if sizes[s]:
                 for c in CLASSES:

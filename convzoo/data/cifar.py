@@ -1,8 +1,10 @@
 """CIFAR-10: the official pickled batches (cifar-10-batches-py/ or cifar-10-python.tar.gz), or an
 image-folder tree train/<class>/*, test/<class>/*; and the importer that writes that tree."""
+import errno
 import io
 import os
 import pickle
+import pickletools
 import tarfile
 
 import numpy as np
@@ -21,39 +23,168 @@ ARCHIVE = "cifar-10-python.tar.gz"
 
 
 # ---------------------------------------------------------------- the pickled batches
+#
+# A batch is read whole (MAX_BATCH_BYTES), its opcodes scanned (counted lengths within the file,
+# memo indices in order, MAX_OPS), then unpickled with stand-ins for every callable it may name:
+# nothing a pickle builds can be larger than the bytes it brought, and no numpy code sees its state.
+
+MAX_BATCH_BYTES = 64 * 2**20  # an official batch is 31 MB
+MAX_OPS = 1_000_000  # an official batch has about 40,000 opcodes
+DTYPES = {"u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8", "f4", "f8", "b1"}
+_MEMO_PUTS = {"PUT", "BINPUT", "LONG_BINPUT"}
 
 
-def _reconstruct():
-    try:
-        from numpy._core.multiarray import _reconstruct
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import _reconstruct
-    return _reconstruct
+class _Refused(Exception):
+    """A pickle that would build more than its bytes, or call something with what a batch never passes."""
+
+
+def _text(v):
+    return v.decode("latin1") if isinstance(v, bytes) else v
+
+
+class _Dtype:
+    """numpy.dtype(code, align, copy) and its BUILD state, checked, without numpy."""
+
+    def __init__(self, code, *flags):
+        code = _text(code)
+        if not isinstance(code, str) or code not in DTYPES:
+            raise _Refused(f"numpy.dtype({code!r:.40}): only plain numeric dtypes are read")
+        self.code, self.order = code, "|"
+
+    def __setstate__(self, state):
+        if not isinstance(state, tuple) or len(state) < 5 or any(s is not None for s in state[2:5]):
+            raise _Refused("a dtype state with sub-arrays or fields")
+        order = _text(state[1])
+        if order not in ("|", "<", ">", "="):
+            raise _Refused(f"dtype byte order {order!r:.20}")
+        self.order = order
+
+    def numpy(self):
+        dt = np.dtype(self.code)
+        return dt.newbyteorder(self.order) if self.order in "<>" else dt
+
+
+class _NdarrayType:
+    """numpy.ndarray as the pickle names it: only the first argument of _reconstruct."""
+
+    def __call__(self, *args):
+        raise _Refused("numpy.ndarray called directly")
+
+
+class _Array:
+    """numpy's _reconstruct(ndarray, shape, typecode) and the BUILD state that fills it; array()
+    makes the real array from the state's bytes, which must hold exactly shape x itemsize."""
+
+    def __init__(self, cls, shape, typecode):
+        if not isinstance(cls, _NdarrayType):
+            raise _Refused(f"_reconstruct of {type(cls).__name__}")
+        self.state, self._array = None, None
+
+    def __setstate__(self, state):
+        if isinstance(state, tuple) and len(state) == 5:
+            state = state[1:]  # (version, shape, dtype, fortran, data)
+        if not isinstance(state, tuple) or len(state) != 4:
+            raise _Refused("an array state that is not (shape, dtype, fortran, data)")
+        shape, dtype, fortran, data = state
+        if (not isinstance(shape, tuple) or len(shape) > 8
+                or not all(type(n) is int and 0 <= n <= MAX_BATCH_BYTES for n in shape)):
+            raise _Refused(f"array shape {shape!r:.60}")
+        if not isinstance(dtype, _Dtype) or not isinstance(data, bytes):
+            raise _Refused("an array without a plain dtype and its bytes")
+        need = int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype.code).itemsize
+        if need != len(data):
+            raise _Refused(f"array of shape {shape} needs {need:,} bytes, the pickle holds {len(data):,}")
+        self.state = (shape, dtype, bool(fortran), data)
+
+    def array(self):
+        if self.state is None:
+            raise _Refused("an array without its data")
+        if self._array is None:
+            shape, dtype, fortran, data = self.state
+            self._array = np.frombuffer(data, dtype.numpy()).reshape(shape, order="F" if fortran else "C")
+        return self._array
 
 
 class _BatchUnpickler(pickle.Unpickler):
-    """Only what a CIFAR batch holds: a dict of lists, bytes, str, int and plain numpy arrays."""
+    """Only what a CIFAR batch holds: a dict of lists, bytes, str, int and plain uint8 arrays. Every
+    callable is a stand-in that refuses what would build a large object from a small argument
+    (bytes(4e8), list(...)) and counts the bytes it makes against `budget`."""
 
-    ALLOWED = {
-        ("builtins", "dict"), ("builtins", "list"), ("builtins", "bytes"), ("builtins", "str"),
-        ("builtins", "int"), ("__builtin__", "dict"), ("__builtin__", "list"),
-        ("__builtin__", "bytes"), ("__builtin__", "str"), ("__builtin__", "int"),
-        ("_codecs", "encode"),  # how protocol 2 spells bytes from Python 3
-    }
-    NUMPY = {"ndarray", "dtype", "_reconstruct"}  # the official files hold a uint8 ndarray
+    NUMPY_MODULES = ("numpy", "numpy.core.multiarray", "numpy._core.multiarray")
+
+    def __init__(self, f, budget, **kw):
+        super().__init__(f, **kw)
+        self.budget = budget
+
+    def _spend(self, n):
+        self.budget -= n
+        if self.budget < 0:
+            raise _Refused("builds more bytes than the file holds")
+
+    def _encode(self, s, encoding="utf-8", errors="strict"):  # how protocol 2 spells bytes from Python 3
+        if not isinstance(s, str) or encoding not in ("latin1", "latin-1"):
+            raise _Refused("_codecs.encode of anything but a latin1 str")
+        self._spend(len(s))
+        return s.encode("latin1")
+
+    def _bytes(self, *args):
+        if args and not (len(args) == 1 and isinstance(args[0], bytes)):
+            raise _Refused(f"builtins.bytes({type(args[0]).__name__}) (a CIFAR batch only calls bytes())")
+        self._spend(len(args[0]) if args else 0)
+        return bytes(*args)
 
     def find_class(self, module, name):
-        if (module, name) in self.ALLOWED:
-            return super().find_class(module, name)
-        if module in ("numpy", "numpy.core.multiarray", "numpy._core.multiarray") and name in self.NUMPY:
-            return {"ndarray": np.ndarray, "dtype": np.dtype, "_reconstruct": _reconstruct()}[name]
+        if module in ("builtins", "__builtin__") and name in ("dict", "list", "str", "int", "bytes"):
+            if name == "bytes":
+                return self._bytes
+            kind = {"dict": dict, "list": list, "str": str, "int": int}[name]
+
+            def empty(*args):
+                if args:
+                    raise _Refused(f"builtins.{name}({type(args[0]).__name__}) (pickles spell "
+                                   f"{name} values with their own opcodes)")
+                return kind()
+            return empty
+        if (module, name) == ("_codecs", "encode"):
+            return self._encode
+        if module in self.NUMPY_MODULES and name in ("ndarray", "dtype", "_reconstruct"):
+            return {"ndarray": _NdarrayType(), "dtype": _Dtype, "_reconstruct": _Array}[name]
         raise pickle.UnpicklingError(f"refused to load {module}.{name}")
+
+
+def _scan(raw):
+    """Refuse before unpickling: too many opcodes, lengths past the end (genops reads what is
+    there), memo indices out of order (the C unpickler grows its memo to the index)."""
+    ops = 0
+    for op, arg, pos in pickletools.genops(io.BytesIO(raw)):
+        ops += 1
+        if ops > MAX_OPS:
+            raise _Refused(f"over {MAX_OPS:,} pickle opcodes")
+        if op.name in _MEMO_PUTS and (not isinstance(arg, int) or arg > ops):
+            raise _Refused(f"memo index {arg} at byte {pos}")
+        if op.name == "FRAME" and arg > len(raw) - pos:
+            raise _Refused(f"a frame of {arg:,} bytes in a file of {len(raw):,}")
+
+
+def _load(f, where):
+    raw = f.read(MAX_BATCH_BYTES + 1)
+    if len(raw) > MAX_BATCH_BYTES:
+        raise DataError(f"{where}: not a CIFAR-10 batch: larger than {MAX_BATCH_BYTES // 2**20} MB "
+                        "(an official batch is 31 MB)")
+    try:
+        _scan(raw)
+        d = _BatchUnpickler(io.BytesIO(raw), 2 * len(raw) + 2**20, encoding="bytes").load()
+        if isinstance(d, dict):
+            d = {k: v.array() if isinstance(v, _Array) else v for k, v in d.items()}
+        return d
+    except _Refused as e:
+        raise DataError(f"{where}: not a CIFAR-10 batch: refused: {e}") from None
 
 
 def read_batch(f, where):
     """(x uint8 (n, 32, 32, 3), labels uint8 (n,)) of one pickled batch read from file object f."""
     try:
-        d = _BatchUnpickler(f, encoding="bytes").load()
+        d = _load(f, where)
     except pickle.UnpicklingError as e:
         raise DataError(f"{where}: not a CIFAR-10 batch: {e}") from None
     except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OSError,
@@ -145,7 +276,7 @@ def _read_archive(path, names):
                 base = m.name.replace("\\", "/").rsplit("/", 1)[-1]
                 if base in names and base not in got and m.isreg():
                     with tf.extractfile(m) as f:
-                        got[base] = read_batch(io.BytesIO(f.read()), f"{path}:{m.name}")
+                        got[base] = read_batch(f, f"{path}:{m.name}")
                     if len(got) == len(names):
                         break
     except (tarfile.TarError, OSError, EOFError) as e:
@@ -203,7 +334,7 @@ def import_source(source, folder, overwrite=False):
     report = {"folder": folder, "source": src.path, "written": {}, "skipped": list(src.links), "ignored": 0}
     if batch_names is not None:
         report["layout"] = "batches"
-        with folders.building(folder) as tmp:
+        with folders.building(folder, src, report.setdefault("notes", [])) as tmp:
             _import_batches(src, batch_names, tmp, report)
         return report
     tree, ignored = _find_tree(src)
@@ -213,7 +344,7 @@ def import_source(source, folder, overwrite=False):
                         f"with classes {', '.join(CLASSES)}")
     report["layout"] = "folders"
     report["ignored"] = ignored
-    with folders.building(folder) as tmp:
+    with folders.building(folder, src, report.setdefault("notes", [])) as tmp:
         wanted = {}
         for s in SPLITS:
             for c in CLASSES:
@@ -285,7 +416,13 @@ def _import_batches(src, names, tmp, report):
             with open(os.path.join(staging, b), "rb") as f:
                 parts.append(read_batch(f, f"{src.path}:{names[b]}"))
         x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-        write(tmp, split, x, y)
+        try:
+            write(tmp, split, x, y)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DataError(f"import stopped: no space left on the target's disk ({e.strerror}); "
+                                "nothing was imported") from None
+            raise
         report["written"][split] = len(y)
     for b in os.listdir(staging):
         os.remove(os.path.join(staging, b))

@@ -21,6 +21,7 @@ from convzoo.fileio import atomic_path
 
 CACHE_VERSION = 1
 MAX_FILE_BYTES = 512 * 2**20  # no photo is this big; stops a zip bomb from filling the disk
+NAME_MAX = 255  # bytes in one file or folder name (Linux, macOS, Windows)
 
 
 class SkippedImages(UserWarning):
@@ -75,7 +76,8 @@ class Source:
     def __init__(self, path):
         self.path = os.path.abspath(os.fspath(path))
         self.names = []
-        self.links = []  # (name, why) of a folder's links and special files: listed, never read
+        self.links = []  # (name, why) listed, never read: links, special files, names too long
+        self.budget = None  # a guards.Budget once building() has a target
         if guards.check_source(self.path) == "folder":
             self.kind = "folder"
             self._scan_folder()
@@ -109,6 +111,8 @@ class Source:
                                 f"link; nothing was imported")
             if info.is_dir() or not name:
                 continue
+            if self._too_long(name):
+                continue
             self._zip[name] = info
             self.names.append(name)
 
@@ -128,23 +132,44 @@ class Source:
                         else "device or special file")
                 raise DataError(f"{self.path}: refused: archive entry '{m.name}' is a {kind}; "
                                 f"nothing was imported")
-            if name:
+            if name and not self._too_long(name):
                 self._tar[m.name] = name
                 self.names.append(name)
+
+    def _too_long(self, name):
+        """List an archive entry a filesystem cannot hold (a name or folder over NAME_MAX bytes)."""
+        parts = name.split("/")
+        long = [i for i, p in enumerate(parts) if len(p.encode("utf-8", "surrogateescape")) > NAME_MAX]
+        if long:
+            what = "file name" if long[-1] == len(parts) - 1 else "folder name"
+            self.links.append((name, f"{what} longer than {NAME_MAX} bytes, more than a filesystem holds"))
+        return bool(long)
 
     def local_path(self, name):
         """The file's own path when the source is a folder, else None."""
         return os.path.join(self.path, *name.split("/")) if self.kind == "folder" else None
 
     def copy(self, wanted):
-        """Write each wanted {name: destination path}; returns {name: why it failed} for failures."""
+        """Write each wanted {name: destination path}; returns {name: why it failed} for failures.
+        Held to self.budget (set by building()); an image far larger than its pixels is removed."""
         failed = {}
+        budget = self.budget
         bar = progress.Progress(len(wanted), label=f"reading {self.path}", unit="files")
+
+        def done(name, dest):
+            why = guards.padded(dest) if is_image_name(name) else None
+            if why:
+                failed[name] = why
+                if budget is not None:
+                    budget.refund(os.path.getsize(dest))
+                os.remove(dest)
+
         if self.kind == "folder":
             for name, dest in wanted.items():
                 bar.advance()
                 try:
-                    guards.copy_regular(self.local_path(name), dest, MAX_FILE_BYTES)
+                    guards.copy_regular(self.local_path(name), dest, MAX_FILE_BYTES, budget)
+                    done(name, dest)
                 except ValueError as e:
                     failed[name] = str(e)
                 except OSError as e:
@@ -160,7 +185,8 @@ class Source:
                             continue
                         try:
                             with zf.open(info) as f:
-                                _copy_limited(f, dest)
+                                _copy_limited(f, dest, budget)
+                            done(name, dest)
                         except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
                             failed[name] = f"corrupt archive entry ({e})"
             except (zipfile.BadZipFile, OSError) as e:
@@ -179,8 +205,12 @@ class Source:
                         if m.size > MAX_FILE_BYTES:
                             failed[name] = f"larger than {MAX_FILE_BYTES // 2**20} MB"
                         else:
-                            with tf.extractfile(m) as f:
-                                _copy_limited(f, left[name])
+                            try:
+                                with tf.extractfile(m) as f:
+                                    _copy_limited(f, left[name], budget)
+                                done(name, left[name])
+                            except ValueError as e:
+                                failed[name] = str(e)
                         del left[name]
             except (tarfile.TarError, OSError, EOFError, zipfile.BadZipFile) as e:
                 raise DataError(f"{self.path}: cannot read tar archive ({e})") from None
@@ -196,8 +226,8 @@ def _is_tar(path):
         return False
 
 
-def _copy_limited(f, dest):
-    guards.copy_limited(f, dest, MAX_FILE_BYTES)
+def _copy_limited(f, dest, budget=None):
+    guards.copy_limited(f, dest, MAX_FILE_BYTES, budget=budget)
 
 
 # ---------------------------------------------------------------- building the target folder
@@ -214,34 +244,88 @@ def check_target(folder, source, overwrite):
     return folder
 
 
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process
+        return True
+    return True
+
+
+def sweep(folder):
+    """Remove what a killed import (SIGKILL, power loss) left beside `folder`: its hidden staging
+    folders (.NAME.PID.xxxxxxxx.tmp, PID no longer running), and a moved-aside copy (.old) once the
+    folder is back, or put that copy back when the folder is missing; returns one note per folder."""
+    parent, base = os.path.split(os.path.abspath(os.fspath(folder)))
+    pattern = re.compile(rf"\.{re.escape(base)}\.(?:(\d+)\.)?[a-z0-9_]{{8}}\.(tmp|old)")
+    try:
+        entries = sorted(os.scandir(parent), key=lambda e: e.name)
+    except OSError:
+        return []
+    notes = []
+    for entry in entries:
+        m = pattern.fullmatch(entry.name)
+        if not m or not entry.is_dir(follow_symlinks=False) or (m[1] and _alive(int(m[1]))):
+            continue
+        if m[2] == "old" and not os.path.lexists(folder):
+            os.rename(entry.path, folder)
+            notes.append(f"put back {folder} from {entry.name}, where an import that was killed had moved it")
+        else:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            notes.append(f"removed {entry.name} beside {folder}: the staging folder of an import that was killed")
+    return notes
+
+
 @contextlib.contextmanager
-def building(folder):
-    """Yield a temp folder beside `folder`; on success it takes the place of `folder`."""
+def building(folder, src=None, notes=None):
+    """Yield a temp folder beside `folder`; on success it takes the place of `folder`. What `src`
+    copies in the block is held to one guards.Budget for the target's disk. Ctrl-C or SIGTERM
+    removes the temp folder (Interrupted); what a killed import left is removed first (sweep; its
+    notes appended to `notes`)."""
+    from convzoo import interrupt
+    from convzoo.errors import Interrupted
+
     folder = os.path.abspath(os.fspath(folder))
     parent, base = os.path.split(folder)
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{base}.", suffix=".tmp", dir=parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700
-        yield tmp
-        old = None
-        if os.path.lexists(folder):
-            old = tempfile.mkdtemp(prefix=f".{base}.", suffix=".old", dir=parent)
-            os.rmdir(old)
-            os.rename(folder, old)
+    swept = sweep(folder)
+    back = [n for n in swept if n.startswith("put back")]
+    if back:  # the folder the killed import was replacing: the user decides again
+        raise DataError(f"{back[0]}; nothing was imported; run the import again (--overwrite to replace it)")
+    if notes is not None:
+        notes.extend(swept)
+    with interrupt.terminate_as_interrupt() as hold:
+        tmp = tempfile.mkdtemp(prefix=f".{base}.{os.getpid()}.", suffix=".tmp", dir=parent)
+        umask = os.umask(0)
+        os.umask(umask)
         try:
-            os.rename(tmp, folder)
-        except OSError:
+            os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700
+            if src is not None:
+                src.budget = guards.Budget(tmp)
+            yield tmp
+            hold()  # no signal between moving the old folder aside and the new one into place
+            old = None
+            if os.path.lexists(folder):
+                old = tempfile.mkdtemp(prefix=f".{base}.{os.getpid()}.", suffix=".old", dir=parent)
+                os.rmdir(old)
+                os.rename(folder, old)
+            try:
+                os.rename(tmp, folder)
+            except OSError:
+                if old:
+                    os.rename(old, folder)
+                raise
             if old:
-                os.rename(old, folder)
-            raise
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
+                shutil.rmtree(old, ignore_errors=True)
+        except KeyboardInterrupt:
+            raise Interrupted(f"import stopped (Ctrl-C or SIGTERM): nothing was imported, "
+                              f"{folder} is as it was") from None
+        finally:
+            hold()
+            if os.path.exists(tmp):
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- decoding a tree, with a cache

@@ -234,9 +234,9 @@ def import_source(source, folder, overwrite=False, validation=0.1, test=0.1, see
         raise DataError(f"{src.path}: only one class folder ('{classes[0]}'); a classifier needs two "
                         f"or more folders of images, one per class")
     given = sorted({s for (s, _) in groups if s})
-    report = {"folder": folder, "source": src.path, "layout": layout, "skipped": [],
+    report = {"folder": folder, "source": src.path, "layout": layout, "skipped": list(src.links),
               "ignored": list(ignored), "written": {}, "per_class": {}, "notes": []}
-    with folders.building(folder) as tmp:
+    with folders.building(folder, src, report.setdefault("notes", [])) as tmp:
         staging = os.path.join(tmp, ".incoming")
         os.makedirs(staging)
         wanted, where = {}, {}
