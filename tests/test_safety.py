@@ -2,10 +2,13 @@
 every kind of image a user may hand to predict, fuzzed image bytes and corrupt IDX files.
 
 Each input is built here, in tmp_path. TensorFlow is imported inside the tests that need it."""
+import contextlib
 import gzip
 import io
 import json
+import math
 import os
+import re
 import signal
 import shutil
 import struct
@@ -31,6 +34,21 @@ def _one_line(err):
     text = str(err)
     assert "\n" not in text and text
     return text
+
+
+@contextlib.contextmanager
+def hang_guard(seconds, what):
+    """TimeoutError if the block is still running after `seconds`: a hang guard, not a timing."""
+    def hung(signum, frame):
+        raise TimeoutError(what)
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def _cli_one_line_error(res, *needles):
@@ -614,17 +632,16 @@ def test_fifo_is_refused_without_blocking(tmp_path):
 
 
 BOMB_CHILD = """
-import sys, time
+import sys
 from convzoo import images
 from convzoo.errors import ImageError
-t0 = time.time()
 try:
     images.read(sys.argv[1])
     print("read", end=" ")
 except ImageError as e:
     print("refused" if "decompression bomb" in str(e) else "other", end=" ")
 hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM")][0]  # peak, this program
-print(round(time.time() - t0, 3), int(hwm.split()[1]) // 1024)
+print(int(hwm.split()[1]) // 1024)
 """
 
 
@@ -636,10 +653,9 @@ def test_decompression_bomb_is_refused_before_allocation(tmp_path, width, height
     assert bomb.stat().st_size < 100_000
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", BOMB_CHILD, str(bomb)], capture_output=True, text=True,
-                         env=env, timeout=60).stdout.split()
-    verdict, seconds, peak_mb = out[0], float(out[1]), int(out[2])
-    assert verdict == "refused"
-    assert seconds < 2 and peak_mb < 150, (seconds, peak_mb)
+                         env=env, timeout=60).stdout.split()  # the timeout: a hang guard, not a timing
+    verdict, peak_mb = out[0], int(out[1])
+    assert verdict == "refused" and peak_mb < 150, (verdict, peak_mb)
     with pytest.raises(ImageError, match=rf"refused: ({width}x{height}|{width * height:,}) pixels, over the"):
         images.read(bomb)
 
@@ -662,16 +678,8 @@ def test_predict_folder_reports_bad_files_and_goes_on(runner, tmp_path):
            "k_fifo.png": _fifo}
     for name, make in {**good, **bad}.items():
         make(folder / name)
-    def hung(signum, frame):
-        raise TimeoutError("predict hung on the folder (the FIFO?)")
-
-    old = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(300)  # a hang guard, not a timing
-    try:
+    with hang_guard(300, "predict hung on the folder (the FIFO?)"):
         res = invoke(runner, "predict", folder, "--model", "m.h5", "--json")
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
     assert res.exit_code == 1 and "Traceback" not in res.output
     out = {os.path.basename(r["file"]): r for r in json.loads(res.stdout)}
     assert set(out) == set(good) | set(bad)
@@ -740,7 +748,8 @@ def test_fuzzed_images_never_raise_anything_else(tmp_path):
             data = _mutate(seeds[case % 2], rng, kind)
         path.write_bytes(data)
         try:
-            arr = images.read(path)
+            with hang_guard(60, f"fuzz case {case} hung"):
+                arr = images.read(path)
             assert arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3
             outcomes["ok"] += 1
         except ImageError as e:
@@ -826,8 +835,11 @@ def test_idx_header_declaring_a_huge_array(tmp_path, gz, dims):
     path = tmp_path / ("huge.gz" if gz else "huge")
     data = bytes([0, 0, 8, len(dims)]) + struct.pack(f">{len(dims)}I", *dims) + b"\0" * 100
     path.write_bytes(gzip.compress(data) if gz else data)
-    with pytest.raises(DataError, match="huge"):
+    # read in chunks: the 100 bytes there, not the header's size (a MemoryError or worse otherwise)
+    want = re.escape(f"truncated: header says {dims}, file holds 100 of {math.prod(dims)} bytes")
+    with pytest.raises(DataError, match=want) as e:
         idx.read_idx(path)
+    assert str(path) in _one_line(e.value)
 
 
 def test_metadata_without_the_fields_predict_needs(runner, tmp_path):
