@@ -78,7 +78,15 @@ def test_catsdogs_import_split_and_binary_head(runner, catsdogs_dir, tmp_path):
     assert {p["label"] for p in preds} == {"cats", "dogs"} and abs(sum(p["probability"] for p in preds) - 1) < 1e-5
 
 
-def test_vgg16_from_scratch_and_offline_imagenet(runner, catsdogs_dir, tmp_path):
+def test_vgg16_from_scratch_and_offline_imagenet(runner, catsdogs_dir, tmp_path, monkeypatch):
+    """--weights none: VGG16 from random weights, with no download; models without VGG16's
+    --weights meanings are refused with their reason."""
+    from keras.src.utils import file_utils
+
+    def no_download(*args, **kwargs):
+        raise AssertionError(f"--weights none downloaded {args or kwargs}")
+
+    monkeypatch.setattr(file_utils, "get_file", no_download)
     invoke(runner, "data", "import", "cats_vs_dogs", catsdogs_dir, "--data-dir", "d",
            "--train", "10", "--validation", "5", "--test", "5")
     res = invoke(runner, "train", "cats_vs_dogs", "--model", "vgg16-finetune", "--weights", "none",
@@ -93,7 +101,12 @@ def test_vgg16_from_scratch_and_offline_imagenet(runner, catsdogs_dir, tmp_path)
     assert trainable and all(n.startswith("block5") for n in trainable)
     res = invoke(runner, "train", "cats_vs_dogs", "--model", "mnist-cnn", "--weights", "none",
                  "--data-dir", "d", "--output", "x.h5")
-    assert res.exit_code == 1
+    assert res.exit_code == 1 and "model 'mnist-cnn' is built for mnist, not cats_vs_dogs" in res.output
+    # a model of this dataset: --weights names the checkpoint it starts from, and "none" is no file
+    res = invoke(runner, "train", "cats_vs_dogs", "--model", "catsdogs-cnn", "--weights", "none",
+                 "--data-dir", "d", "--output", "x.h5")
+    assert res.exit_code == 1 and "none: no such checkpoint file" in res.output
+    assert not (tmp_path / "x.h5").exists()
 
 
 def test_vgg16_imagenet_offline_says_how_to_supply_weights(runner, catsdogs_dir, monkeypatch):
