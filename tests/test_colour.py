@@ -1,33 +1,18 @@
 """CIFAR-10 and cats vs dogs end to end on a few hundred real images (skipped without ../shared)."""
 import json
 import shutil
-import tarfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import invoke
+from conftest import cifar10_jpg, invoke, write_files
 
 
 @pytest.fixture
-def cifar_dir(shared_datasets, tmp_path):
+def cifar_dir(tmp_path):
     """A CIFAR-10 image-folder source with 30 train and 10 test images per class, imported."""
-    src = tmp_path / "cifar-src"
-    taken = {}
-    with tarfile.open(shared_datasets.parent / "datasets" / "cifar10-jpg.tar.gz") as tar:
-        for m in tar:
-            parts = m.name.split("/")
-            if not m.isfile() or len(parts) < 3:
-                continue
-            key = (parts[-3], parts[-2])
-            if taken.get(key, 0) < (30 if parts[-3] == "train" else 10):
-                taken[key] = taken.get(key, 0) + 1
-                (src / parts[-3] / parts[-2]).mkdir(parents=True, exist_ok=True)
-                (src / parts[-3] / parts[-2] / parts[-1]).write_bytes(tar.extractfile(m).read())
-            if len(taken) == 20 and all(v == (30 if k[0] == "train" else 10) for k, v in taken.items()):
-                break
-    return src
+    return write_files(tmp_path / "cifar-src", cifar10_jpg(train=30, test=10))
 
 
 @pytest.fixture
@@ -40,6 +25,7 @@ def catsdogs_dir(shared_datasets, tmp_path):
     return src
 
 
+@pytest.mark.shared("cifar10-jpg.tar.gz")
 def test_cifar10_import_train_evaluate_predict(runner, cifar_dir, tmp_path):
     res = invoke(runner, "data", "import", "cifar10", cifar_dir, "--data-dir", "d")
     assert res.exit_code == 0 and "train 300, test 100" in res.output
@@ -58,6 +44,7 @@ def test_cifar10_import_train_evaluate_predict(runner, cifar_dir, tmp_path):
     assert res.exit_code == 1 and "cifar10 model" in res.output and "mnist" in res.output
 
 
+@pytest.mark.shared("cats_vs_dogs")
 def test_catsdogs_import_split_and_binary_head(runner, catsdogs_dir, tmp_path):
     res = invoke(runner, "data", "import", "cats_vs_dogs", catsdogs_dir, "--data-dir", "d",
                  "--train", "80", "--validation", "20", "--test", "20")
@@ -78,6 +65,7 @@ def test_catsdogs_import_split_and_binary_head(runner, catsdogs_dir, tmp_path):
     assert {p["label"] for p in preds} == {"cats", "dogs"} and abs(sum(p["probability"] for p in preds) - 1) < 1e-5
 
 
+@pytest.mark.shared("cats_vs_dogs")
 def test_vgg16_from_scratch_and_offline_imagenet(runner, catsdogs_dir, tmp_path, monkeypatch):
     """--weights none: VGG16 from random weights, with no download; models without VGG16's
     --weights meanings are refused with their reason."""
@@ -109,6 +97,7 @@ def test_vgg16_from_scratch_and_offline_imagenet(runner, catsdogs_dir, tmp_path,
     assert not (tmp_path / "x.h5").exists()
 
 
+@pytest.mark.shared("cats_vs_dogs")
 def test_vgg16_imagenet_offline_says_how_to_supply_weights(runner, catsdogs_dir, monkeypatch):
     from keras.src.utils import file_utils
 
