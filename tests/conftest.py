@@ -83,6 +83,20 @@ def invoke(runner, *args):
     return runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
+def one_line(err):
+    """The error's message, asserted to be one non-empty line."""
+    text = str(err)
+    assert "\n" not in text and text
+    return text
+
+
+def good_model():
+    """A small zoo model (mlp for MNIST) to save as a good checkpoint."""
+    from convzoo import zoo
+
+    return zoo.build_model("mlp", "mnist", (28, 28, 1), 10)
+
+
 def tiny_meta(dataset="mnist"):
     from convzoo import data as catalog
 
