@@ -9,7 +9,8 @@ from conftest import invoke
 
 
 def every_command():
-    """The path of every command and group of the CLI, walked from the click group."""
+    """The path of every command and group of the CLI, walked from the click group through its
+    sub-groups, as click itself lists them (list_commands, get_command: lazy groups too)."""
     import click
 
     from convzoo.cli import cli
@@ -19,11 +20,23 @@ def every_command():
         path, cmd = todo.pop(0)
         paths.append(path)
         if isinstance(cmd, click.Group):
-            todo += [(path + [name], cmd.commands[name]) for name in sorted(cmd.commands)]
+            ctx = click.Context(cmd, info_name=path[-1] if path else "convzoo")
+            todo += [(path + [name], cmd.get_command(ctx, name)) for name in cmd.list_commands(ctx)]
     return paths
 
 
 COMMANDS = every_command()
+
+
+def test_the_walk_reaches_every_subcommand():
+    """Sub-groups are walked: every `data` subcommand, not only the top-level commands."""
+    from convzoo.cli import cli
+
+    top = sorted(cli.commands)
+    assert [c[0] for c in COMMANDS if len(c) == 1] == top
+    data = cli.commands["data"]
+    assert sorted(c[1] for c in COMMANDS if c[:1] == ["data"] and len(c) == 2) == sorted(data.commands)
+    assert {("data", "import"), ("data", "check"), ("data", "list")} <= {tuple(c) for c in COMMANDS}
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "convzoo")

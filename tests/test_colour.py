@@ -1,33 +1,18 @@
 """CIFAR-10 and cats vs dogs end to end on a few hundred real images (skipped without ../shared)."""
 import json
 import shutil
-import tarfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import invoke
+from conftest import cifar10_jpg, invoke, write_files
 
 
 @pytest.fixture
-def cifar_dir(shared_datasets, tmp_path):
+def cifar_dir(tmp_path):
     """A CIFAR-10 image-folder source with 30 train and 10 test images per class, imported."""
-    src = tmp_path / "cifar-src"
-    taken = {}
-    with tarfile.open(shared_datasets.parent / "datasets" / "cifar10-jpg.tar.gz") as tar:
-        for m in tar:
-            parts = m.name.split("/")
-            if not m.isfile() or len(parts) < 3:
-                continue
-            key = (parts[-3], parts[-2])
-            if taken.get(key, 0) < (30 if parts[-3] == "train" else 10):
-                taken[key] = taken.get(key, 0) + 1
-                (src / parts[-3] / parts[-2]).mkdir(parents=True, exist_ok=True)
-                (src / parts[-3] / parts[-2] / parts[-1]).write_bytes(tar.extractfile(m).read())
-            if len(taken) == 20 and all(v == (30 if k[0] == "train" else 10) for k, v in taken.items()):
-                break
-    return src
+    return write_files(tmp_path / "cifar-src", cifar10_jpg(train=30, test=10))
 
 
 @pytest.fixture
@@ -40,6 +25,7 @@ def catsdogs_dir(shared_datasets, tmp_path):
     return src
 
 
+@pytest.mark.shared("cifar10-jpg.tar.gz")
 def test_cifar10_import_train_evaluate_predict(runner, cifar_dir, tmp_path):
     res = invoke(runner, "data", "import", "cifar10", cifar_dir, "--data-dir", "d")
     assert res.exit_code == 0 and "train 300, test 100" in res.output
@@ -58,6 +44,7 @@ def test_cifar10_import_train_evaluate_predict(runner, cifar_dir, tmp_path):
     assert res.exit_code == 1 and "cifar10 model" in res.output and "mnist" in res.output
 
 
+@pytest.mark.shared("cats_vs_dogs")
 def test_catsdogs_import_split_and_binary_head(runner, catsdogs_dir, tmp_path):
     res = invoke(runner, "data", "import", "cats_vs_dogs", catsdogs_dir, "--data-dir", "d",
                  "--train", "80", "--validation", "20", "--test", "20")
@@ -78,7 +65,16 @@ def test_catsdogs_import_split_and_binary_head(runner, catsdogs_dir, tmp_path):
     assert {p["label"] for p in preds} == {"cats", "dogs"} and abs(sum(p["probability"] for p in preds) - 1) < 1e-5
 
 
-def test_vgg16_from_scratch_and_offline_imagenet(runner, catsdogs_dir, tmp_path):
+@pytest.mark.shared("cats_vs_dogs")
+def test_vgg16_from_scratch_and_offline_imagenet(runner, catsdogs_dir, tmp_path, monkeypatch):
+    """--weights none: VGG16 from random weights, with no download; models without VGG16's
+    --weights meanings are refused with their reason."""
+    from keras.src.utils import file_utils
+
+    def no_download(*args, **kwargs):
+        raise AssertionError(f"--weights none downloaded {args or kwargs}")
+
+    monkeypatch.setattr(file_utils, "get_file", no_download)
     invoke(runner, "data", "import", "cats_vs_dogs", catsdogs_dir, "--data-dir", "d",
            "--train", "10", "--validation", "5", "--test", "5")
     res = invoke(runner, "train", "cats_vs_dogs", "--model", "vgg16-finetune", "--weights", "none",
@@ -93,9 +89,15 @@ def test_vgg16_from_scratch_and_offline_imagenet(runner, catsdogs_dir, tmp_path)
     assert trainable and all(n.startswith("block5") for n in trainable)
     res = invoke(runner, "train", "cats_vs_dogs", "--model", "mnist-cnn", "--weights", "none",
                  "--data-dir", "d", "--output", "x.h5")
-    assert res.exit_code == 1
+    assert res.exit_code == 1 and "model 'mnist-cnn' is built for mnist, not cats_vs_dogs" in res.output
+    # a model of this dataset: --weights names the checkpoint it starts from, and "none" is no file
+    res = invoke(runner, "train", "cats_vs_dogs", "--model", "catsdogs-cnn", "--weights", "none",
+                 "--data-dir", "d", "--output", "x.h5")
+    assert res.exit_code == 1 and "none: no such checkpoint file" in res.output
+    assert not (tmp_path / "x.h5").exists()
 
 
+@pytest.mark.shared("cats_vs_dogs")
 def test_vgg16_imagenet_offline_says_how_to_supply_weights(runner, catsdogs_dir, monkeypatch):
     from keras.src.utils import file_utils
 

@@ -83,6 +83,7 @@ def test_data_dir_resolution(monkeypatch, tmp_path):
     assert store.data_dir().endswith("/.convzoo/data")
 
 
+@pytest.mark.shared("mnist")
 def test_shared_mnist_matches_published_size(shared_datasets):
     x, y = mnist.load(shared_datasets / "mnist", "test")
     assert x.shape == (10000, 28, 28, 1) and np.bincount(y).sum() == 10000

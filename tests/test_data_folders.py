@@ -11,19 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import cifar10_jpg, write_files
 from convzoo import data as catalog
 from convzoo.data import catsdogs, cifar, folders
 from convzoo.errors import DataError
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-
-
-@pytest.fixture
-def shared():
-    if not SHARED.is_dir():
-        pytest.skip("../shared/datasets not found")
-    return SHARED
-
 
 # ---------------------------------------------------------------- writing test images
 
@@ -44,14 +35,6 @@ def alpha_png():
     buf = io.BytesIO()
     Image.new("RGBA", (20, 20), (255, 0, 0, 0)).save(buf, "PNG")  # fully transparent red
     return buf.getvalue()
-
-
-def write_files(root, files):
-    for name, data in files.items():
-        path = Path(root, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return Path(root)
 
 
 def zip_of(path, files):
@@ -411,8 +394,9 @@ def test_cifar_unknown_class_folder_is_named(tmp_path):
 # ---------------------------------------------------------------- real data
 
 
-def test_real_cats_vs_dogs_textbook_split(shared, tmp_path):
-    report = catsdogs.import_source(shared / "cats_vs_dogs" / "train", tmp_path / "cats_vs_dogs",
+@pytest.mark.shared("cats_vs_dogs")
+def test_real_cats_vs_dogs_textbook_split(shared_datasets, tmp_path):
+    report = catsdogs.import_source(shared_datasets / "cats_vs_dogs" / "train", tmp_path / "cats_vs_dogs",
                                     train=60, validation=20, test=20)
     got = listing(tmp_path / "cats_vs_dogs")
     assert report["skipped"] == [] and report["written"] == {"train": 120, "validation": 40, "test": 40}
@@ -423,18 +407,9 @@ def test_real_cats_vs_dogs_textbook_split(shared, tmp_path):
     assert 40 < x.mean() < 220
 
 
-def test_real_cifar10_jpg_subset(shared, tmp_path):
-    per = {"train": 20, "test": 10}
-    taken = {}
-    with tarfile.open(shared / "cifar10-jpg.tar.gz", "r:gz") as tf, \
-            tarfile.open(tmp_path / "subset.tar.gz", "w:gz") as out:
-        for m in tf:
-            parts = m.name.split("/")
-            if m.isreg() and len(parts) == 3 and taken.get(tuple(parts[:2]), 0) < per[parts[0]]:
-                taken[tuple(parts[:2])] = taken.get(tuple(parts[:2]), 0) + 1
-                out.addfile(m, tf.extractfile(m))
-            if len(taken) == 20 and all(n == per[k[0]] for k, n in taken.items()):
-                break
+@pytest.mark.shared("cifar10-jpg.tar.gz")
+def test_real_cifar10_jpg_subset(tmp_path):
+    tar_of(tmp_path / "subset.tar.gz", cifar10_jpg(train=20, test=10))
     report = cifar.import_source(tmp_path / "subset.tar.gz", tmp_path / "cifar10")
     assert report["written"] == {"train": 200, "test": 100} and report["skipped"] == []
     x, y = cifar.load(tmp_path / "cifar10", "test")

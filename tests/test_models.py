@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SAMPLE, invoke
+from conftest import ROOT, SAMPLE, cifar10_jpg, invoke, write_files
 
 BUNDLED = sorted((ROOT / "models").glob("*.h5"))
 SAMPLES = SAMPLE / "samples"
@@ -45,8 +45,8 @@ def test_bundled_model_metadata_and_size(path):
     assert meta["test"]["n"] > 0 and meta["classes"] and meta["preprocess"]
 
 
-@pytest.mark.parametrize("path", [p for p in BUNDLED if p.stem in ("mnist", "fashion_mnist")],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.shared(p.stem)) for p in BUNDLED
+                                  if p.stem in ("mnist", "fashion_mnist")], ids=lambda p: p.name)
 def test_bundled_model_on_real_test_images(runner, path, shared_datasets):
     from convzoo import checkpoint
 
@@ -62,22 +62,15 @@ def _real_test_images(dataset, shared, folder, per_class=10):
     if dataset == "cats_vs_dogs":
         src = shared / "cats_vs_dogs" / "train"
         return [(src / f"{a}.{i}.jpg", f"{a}s") for a in ("cat", "dog") for i in range(1500, 1500 + per_class)]
-    import tarfile
-
-    files, seen = [], {}
-    with tarfile.open(shared / "cifar10-jpg.tar.gz") as tar:
-        for member in tar:
-            parts = member.name.split("/")
-            if member.isfile() and len(parts) == 3 and parts[0] == "test" and seen.get(parts[1], 0) < per_class:
-                seen[parts[1]] = seen.get(parts[1], 0) + 1
-                out = folder / f"{parts[1]}_{parts[2]}"
-                out.write_bytes(tar.extractfile(member).read())
-                files.append((out, parts[1]))
-    return files
+    write_files(folder, cifar10_jpg(test=per_class))
+    return [(path, path.parent.name) for path in sorted(folder.glob("test/*/*.jpg"))]
 
 
-@pytest.mark.parametrize("path", [p for p in BUNDLED if p.stem in ("cifar10", "cats_vs_dogs")],
-                         ids=lambda p: p.name)
+SHARED_ENTRY = {"cifar10": "cifar10-jpg.tar.gz", "cats_vs_dogs": "cats_vs_dogs"}
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.shared(SHARED_ENTRY[p.stem]))
+                                  for p in BUNDLED if p.stem in SHARED_ENTRY], ids=lambda p: p.name)
 def test_bundled_colour_model_on_real_test_images(runner, path, shared_datasets, tmp_path):
     """A handful of real test images through `convzoo predict --model <dataset>`: the share right
     is near the recorded test accuracy (at least 15 points below it, on these fixed images)."""

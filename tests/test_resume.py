@@ -79,6 +79,7 @@ def test_save_best_keeps_the_best_epoch(runner, tmp_path):
     assert meta["best"]["val_accuracy"] == max(meta["history"]["val_accuracy"])
 
 
+@pytest.mark.shared("mnist")
 def test_sigkill_after_an_epoch_then_resume(shared_datasets, tmp_path):
     """A real `convzoo train` killed with SIGKILL mid-run leaves a loadable checkpoint or none."""
     from convzoo import checkpoint

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, SAMPLE
-from test_safety import _png_bomb
+from test_image_safety import _png_bomb
 
 PHOTO = SAMPLE / "samples" / "mnist_9999_6_photo.jpg"
 TIMEOUT = 60  # seconds per request (a hang fails the test, not the suite)

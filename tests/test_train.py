@@ -117,6 +117,7 @@ def test_wrong_dataset_for_checkpoint(tmp_path):
         check_fits(meta, catalog.get("mnist"), "c.h5")
 
 
+@pytest.mark.shared("mnist")
 def test_real_mnist_quick_run_beats_90_percent(runner, shared_datasets, tmp_path):
     res = invoke(runner, "train", "mnist", "--epochs", "1", "--limit", "4000",
                  "--data-dir", shared_datasets, "--output", "m.h5")

@@ -134,3 +134,29 @@ def test_models_name_json_and_defaults_marked(runner):
     assert {r["name"]: r["default_for"] for r in rows}["mnist-vgg"] == ["mnist"]
     bad = invoke(runner, "models", "mlp", "--dataset", "cifar10")
     assert bad.exit_code == 1 and "built for fashion_mnist, mnist, not cifar10" in bad.output
+
+
+@pytest.mark.parametrize("name", zoo.list_models())
+def test_every_entry_saves_and_loads_to_the_same_outputs(name, tmp_path):
+    """keras-hub's run_model_saving_test for the zoo: each entry built once, saved as training
+    saves it (the inference model through checkpoint.save), loaded through the safe loader
+    (checkpoint.load): the same weights and the same outputs on a fixed random batch."""
+    from conftest import ROOT, tiny_meta
+    from convzoo import backend, checkpoint
+    from convzoo.runstate import inference_model
+
+    backend.load()
+    spec = zoo.get_spec(name)
+    info = catalog.get("cifar10" if spec.datasets == (zoo.ANY,) else spec.datasets[0])
+    # a transfer entry starts from a convzoo checkpoint: the bundled colour model, as train does
+    weights = str(ROOT / "models" / "cifar10.h5") if spec.weights == "base" else None
+    model = zoo.build_model(name, info.name, info.input_shape, len(info.classes), weights=weights)
+    meta = {**tiny_meta(info.name), "model": name, "head": spec.head}
+    saved = inference_model(model)
+    loaded, got = checkpoint.load(checkpoint.save(saved, str(tmp_path / f"{name}.h5"), meta))
+    assert got == meta
+    assert [type(layer).__name__ for layer in loaded.layers] == [type(layer).__name__ for layer in saved.layers]
+    for a, b in zip(saved.get_weights(), loaded.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    x = np.random.default_rng(0).integers(0, 256, size=(2, *info.input_shape), dtype=np.uint8)
+    np.testing.assert_array_equal(np.asarray(loaded(x, training=False)), np.asarray(model(x, training=False)))
