@@ -2,6 +2,7 @@
 
 TensorFlow is imported only inside the commands that need it (train, evaluate, predict, fetch).
 """
+import dataclasses
 import json
 import os
 import sys
@@ -164,12 +165,9 @@ def models(name, as_json, dataset, results_dir):
     rows = []
     for name in zoo.list_models(dataset=dataset):
         s = zoo.get_spec(name)
-        r = s.recipe
         rows.append({"name": name, "datasets": list(s.datasets), "params": s.params,
                      "source": s.source, "description": s.description, "head": s.head,
-                     "recipe": {"optimizer": r.optimizer, "learning_rate": r.learning_rate,
-                                "batch_size": r.batch_size, "epochs": r.epochs, "loop": r.loop,
-                                "schedule": r.schedule, "augment": r.augment},
+                     "recipe": dataclasses.asdict(s.recipe),  # every field, in declaration order
                      "reported": s.reported,
                      "default_for": [d for d, m in zoo.DEFAULT_MODEL.items() if m == name]})
     if as_json:
