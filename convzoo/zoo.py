@@ -75,10 +75,10 @@ class Recipe:
 
 def options():
     """The Recipe fields that are `convzoo train` options, in declaration order."""
-    return [f for f in dataclasses.fields(Recipe) if f.metadata["cli"]]
+    return [f for f in dataclasses.fields(Recipe) if f.metadata.get("cli")]
 
 
-FIXED = tuple(f.name for f in dataclasses.fields(Recipe) if not f.metadata["cli"])  # the entry's, not options
+FIXED = tuple(f.name for f in dataclasses.fields(Recipe) if not f.metadata.get("cli"))  # the entry's, not options
 
 
 def flag(name, on=True):
