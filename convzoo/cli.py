@@ -2,6 +2,7 @@
 
 TensorFlow is imported only inside the commands that need it (train, evaluate, predict, fetch).
 """
+import dataclasses
 import json
 import os
 import sys
@@ -71,18 +72,21 @@ def recipe_default(field):
 
 
 def recipe_options(fn):
-    """One option per zoo.Recipe field that carries help text (--schedule, --label-smoothing, ...)."""
-    import dataclasses
-
-    for f in reversed(dataclasses.fields(zoo.Recipe)):
-        if "help" not in f.metadata:
-            continue
-        flag, text = f.name.replace("_", "-"), f.metadata["help"] + " " + recipe_default(f.name)
+    """One option per zoo.Recipe field that is a CLI option, from its metadata (help, choices, bounds)."""
+    for f in reversed(zoo.options()):
+        m, text = f.metadata, f.metadata["help"] + " " + recipe_default(f.name)
+        bounds = {k: m[k] for k in ("min", "max", "min_open", "max_open") if k in m}
         if f.type is bool:
-            fn = click.option(f"--{flag}/--no-{flag}", f.name, default=None, help=text)(fn)
+            fn = click.option(f"{zoo.flag(f.name)}/{zoo.flag(f.name, on=False)}", f.name, default=None,
+                              help=text)(fn)
+            continue
+        if "choices" in m:
+            kind = click.Choice(m["choices"])
+        elif bounds:
+            kind = (click.IntRange if f.type is int else click.FloatRange)(**bounds)
         else:
-            kind = click.Choice(zoo.SCHEDULES) if f.name == "schedule" else f.type
-            fn = click.option(f"--{flag}", f.name, type=kind, help=text)(fn)
+            kind = f.type
+        fn = click.option(zoo.flag(f.name), f.name, type=kind, help=text)(fn)
     return fn
 
 
@@ -161,12 +165,9 @@ def models(name, as_json, dataset, results_dir):
     rows = []
     for name in zoo.list_models(dataset=dataset):
         s = zoo.get_spec(name)
-        r = s.recipe
         rows.append({"name": name, "datasets": list(s.datasets), "params": s.params,
                      "source": s.source, "description": s.description, "head": s.head,
-                     "recipe": {"optimizer": r.optimizer, "learning_rate": r.learning_rate,
-                                "batch_size": r.batch_size, "epochs": r.epochs, "loop": r.loop,
-                                "schedule": r.schedule, "augment": r.augment},
+                     "recipe": dataclasses.asdict(s.recipe),  # every field, in declaration order
                      "reported": s.reported,
                      "default_for": [d for d, m in zoo.DEFAULT_MODEL.items() if m == name]})
     if as_json:
@@ -362,25 +363,9 @@ def data_check(target, data_dir, as_json):
 @click.option("--model", "model_name",
               help="Zoo model name (`convzoo models` lists them) [default: the dataset's default model: "
                    + ", ".join(f"{d}: {m}" for d, m in zoo.DEFAULT_MODEL.items()) + "].")
-@click.option("--optimizer", type=click.Choice(zoo.OPTIMIZERS),
-              help="The optimizer. " + recipe_default("optimizer"))
-@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True),
-              help="The optimizer's (initial) learning rate. " + recipe_default("learning_rate"))
-@click.option("--epochs", type=click.IntRange(min=1),
-              help="Passes over the training images. " + recipe_default("epochs"))
-@click.option("--batch-size", type=click.IntRange(min=1),
-              help="Images per step: the global batch, split across the replicas with --distribute. "
-                   + recipe_default("batch_size"))
-@click.option("--validation-split", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              help="Fraction of the training images held out for validation, stratified (a dataset with its "
-                   "own validation/ split uses that). " + recipe_default("validation_split"))
+@recipe_options
 @click.option("--limit", type=click.IntRange(min=1),
               help="Train on the first N training images only [default: all of them].")
-@click.option("--precision", type=click.Choice(zoo.PRECISIONS),
-              help="mixed_bfloat16: bfloat16 compute, about 1.9x faster on CPUs with AVX512-BF16/AMX "
-                   "(slower elsewhere); the checkpoint stays float32. " + recipe_default("precision"))
-@click.option("--augment/--no-augment", default=None,
-              help="Random augmentation layers, active in training only. " + recipe_default("augment"))
 @click.option("--weights", help="VGG16 models: imagenet (downloads), none, or a weights .h5 file "
                                "[default: imagenet]; transfer models: the convzoo checkpoint to start from "
                                "(required); any other model: a checkpoint of the same model, to train on "
@@ -423,7 +408,6 @@ def data_check(target, data_dir, as_json):
 @click.option("--devices", type=click.IntRange(min=1),
               help="--distribute mirrored: how many GPUs, or logical CPUs on a machine without one "
                    "[default: every GPU, else 2].")
-@recipe_options
 @click.option("--dry-run", is_flag=True,
               help="Print the plan (model, full recipe, data, output) and an estimate from a few timed "
                    "steps, then exit without training or writing anything.")
@@ -437,10 +421,9 @@ def data_check(target, data_dir, as_json):
                    "only].")
 @click.option("--quiet", "-q", is_flag=True,
               help="No progress, estimate or per-epoch lines on stderr; errors and the result only.")
-def train(dataset, model_name, optimizer, learning_rate, epochs, batch_size, validation_split,
-          limit, precision, augment, weights, seed, class_weight, data_dir, output, overwrite, resume,
+def train(dataset, model_name, limit, weights, seed, class_weight, data_dir, output, overwrite, resume,
           save_best, early_stop, monitor, deterministic, strict, distribute, devices, dry_run, time_budget,
-          tensorboard, tensorboard_every, quiet, **recipe_fields):
+          tensorboard, tensorboard_every, quiet, **recipe):
     """Train a zoo model on DATASET and save a checkpoint with its run folder.
 
     DATASET is a dataset name, or a folder of class folders: imported first under the folder's
@@ -476,10 +459,7 @@ def train(dataset, model_name, optimizer, learning_rate, epochs, batch_size, val
     p = training.plan(dataset, model_name, output=output, data_dir=data_dir, seed=seed, limit=limit,
                       overwrite=overwrite, resume=resume, save_best=save_best, weights=weights, strict=strict,
                       distribute=distribute, devices=devices, early_stop=early_stop, monitor=monitor,
-                      deterministic=deterministic, class_weight=class_weight,
-                      augment=augment, optimizer=optimizer, learning_rate=learning_rate,
-                      epochs=epochs, batch_size=batch_size, validation_split=validation_split,
-                      precision=precision, **recipe_fields)
+                      deterministic=deterministic, class_weight=class_weight, **recipe)
     if dry_run:
         for line in watch.dry_run(p):
             click.echo(line)

@@ -6,14 +6,6 @@ import os
 from convzoo import checkpoint, zoo
 from convzoo.errors import ConvzooError
 
-OPTION = {"optimizer": "optimizer", "learning_rate": "learning-rate", "batch_size": "batch-size",
-          "epochs": "epochs", "validation_split": "validation-split", "precision": "precision",
-          "schedule": "schedule", "label_smoothing": "label-smoothing", "ema": "ema",
-          "warmup_epochs": "warmup-epochs", "weight_decay": "weight-decay", "bn_momentum": "bn-momentum",
-          "tta": "tta"}
-FLAGS = ("augment", "bn_scale", "whiten", "dirac")
-
-
 def best_epoch(history):
     """(epoch, val_accuracy) of the best validation epoch (1-based; the first of equals), or None."""
     vals = (history or {}).get("val_accuracy") or []
@@ -29,12 +21,14 @@ def command(meta, filename):
     differ from its zoo recipe; a run started from another checkpoint is preceded by that one's."""
     spec = zoo.REGISTRY.get(meta["model"])
     recipe, default = meta.get("recipe") or {}, (dataclasses.asdict(spec.recipe) if spec else {})
-    opts = "".join(f" --{OPTION[k]} {recipe[k]:g}" if isinstance(recipe[k], float) else
-                   f" --{OPTION[k]} {recipe[k]}" for k in OPTION if k in recipe and recipe[k] != default.get(k))
-    for k in FLAGS:
-        if k in recipe and recipe[k] != default.get(k):
-            flag = k.replace("_", "-")
-            opts += f" --{flag}" if recipe[k] else f" --no-{flag}"
+    opts = ""
+    for f in sorted(zoo.options(), key=lambda f: f.type is bool):  # the values first, then the flags
+        k = f.name
+        if k not in recipe or recipe[k] == default.get(k):
+            continue
+        value = recipe[k]
+        opts += (f" {zoo.flag(k, value)}" if f.type is bool else
+                 f" {zoo.flag(k)} {value:g}" if isinstance(value, float) else f" {zoo.flag(k)} {value}")
     origin = meta.get("started_from")
     line = (f"convzoo train {meta['dataset']} --model {meta['model']} --seed {meta.get('seed', 0)}"
             + (f" --limit {meta['limit']}" if meta.get("limit") else "") + opts

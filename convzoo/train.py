@@ -24,7 +24,7 @@ JIT = "auto"  # Keras: no XLA on a CPU-only machine
 PIPELINE = "gather"
 STEPS_PER_EXECUTION = 8  # fewer Python round trips per epoch: 1.09-1.15x on S3 (bench/levers.py)
 MONITORS = ("val_loss", "val_accuracy")
-RECIPE_FIXED = ("loop",)  # recipe fields that are the zoo entry's, not CLI options
+RECIPE_FIXED = zoo.FIXED  # recipe fields that are the zoo entry's, not CLI options
 
 
 def default_output(model_name, dataset):

@@ -23,25 +23,34 @@ WEIGHTS = {
 }
 
 
-def field(default, help):
-    """A Recipe field with the help text its generated CLI option shows."""
-    return dataclasses.field(default=default, metadata={"help": help})
+def field(default, help, cli=True, **values):
+    """A Recipe field with the help text of its `convzoo train` option and the option's values, in
+    plain words so this module imports no click: choices=(...), or bounds as click's ranges take
+    them (min=, max=, min_open=, max_open=). cli=False: fixed by the zoo entry, not an option."""
+    return dataclasses.field(default=default, metadata={"help": help, "cli": cli, **values})
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """How an entry is trained by default; CLI options override single fields."""
+    """How an entry is trained by default; CLI options override single fields. Each field is
+    declared once here: `convzoo train`'s options, the reproduce command and `models --json` come
+    from these fields (a test checks that every field carries its metadata)."""
 
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    batch_size: int = 32
-    epochs: int = 10
-    loop: str = "fit"  # "fit" (Keras fit) or "tape" (S1's hand-written GradientTape loop)
+    optimizer: str = field("adam", "The optimizer.", choices=OPTIMIZERS)
+    learning_rate: float = field(1e-3, "The optimizer's (initial) learning rate.", min=0, min_open=True)
+    batch_size: int = field(32, "Images per step: the global batch, split across the replicas with "
+                                "--distribute.", min=1)
+    epochs: int = field(10, "Passes over the training images.", min=1)
+    loop: str = field("fit", '"fit" (Keras fit) or "tape" (S1\'s hand-written GradientTape loop).', cli=False)
     schedule: str = field("constant", "Learning rate: constant, or cosine or linear decay to 0 over "
-                                      "the run (SCHEDULES).")
-    augment: bool = False
-    validation_split: float = 0.2
-    precision: str = "float32"  # or "mixed_bfloat16" (PRECISIONS)
+                                      "the run (SCHEDULES).", choices=SCHEDULES)
+    augment: bool = field(False, "Random augmentation layers, active in training only.")
+    validation_split: float = field(0.2, "Fraction of the training images held out for validation, "
+                                         "stratified (a dataset with its own validation/ split uses that).",
+                                    min=0, max=1, min_open=True, max_open=True)
+    precision: str = field("float32", "mixed_bfloat16: bfloat16 compute, about 1.9x faster on CPUs with "
+                                      "AVX512-BF16/AMX (slower elsewhere); the checkpoint stays float32.",
+                           choices=PRECISIONS)
     # the record recipes' tricks (convzoo/tricks.py); the defaults leave every older entry as it was
     label_smoothing: float = field(0.0, "Label smoothing of the cross-entropy targets (0: off).")
     ema: float = field(0.0, "Keras optimizer weight averaging (use_ema) with this momentum, the "
@@ -62,6 +71,19 @@ class Recipe:
     def with_overrides(self, **given):
         """A copy with the options the user actually set (None means not set)."""
         return dataclasses.replace(self, **{k: v for k, v in given.items() if v is not None})
+
+
+def options():
+    """The Recipe fields that are `convzoo train` options, in declaration order."""
+    return [f for f in dataclasses.fields(Recipe) if f.metadata.get("cli")]
+
+
+FIXED = tuple(f.name for f in dataclasses.fields(Recipe) if not f.metadata.get("cli"))  # the entry's, not options
+
+
+def flag(name, on=True):
+    """A Recipe field's option: learning_rate -> --learning-rate; a boolean turned off: --no-x."""
+    return ("--" if on else "--no-") + name.replace("_", "-")
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,18 @@ def test_models_json_lists_seed_entries(runner):
     assert "fashion_mnist" in by_name["mlp"]["datasets"] and "mnist" in by_name["mlp"]["datasets"]
 
 
+def test_models_json_recipe_has_every_field(runner):
+    """Each row's recipe: every Recipe field (validation_split, precision, ...) as the entry sets it."""
+    import dataclasses
+
+    from convzoo import zoo
+
+    rows = json.loads(invoke(runner, "models", "--json").stdout)
+    assert rows and all(r["recipe"] == dataclasses.asdict(zoo.get_spec(r["name"]).recipe) for r in rows)
+    assert {r["recipe"]["validation_split"] for r in rows} >= {0.2, 0.1, 0.05}
+    assert {r["recipe"]["precision"] for r in rows} == {"float32"}
+
+
 def test_data_list_json(runner, sample_data, tmp_path):
     rows = {r["name"]: r for r in json.loads(invoke(runner, "data", "list", "--data-dir", sample_data,
                                                     "--json").stdout)}

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -25,6 +27,70 @@ def test_unknown_model_suggests_nearest():
 def test_overrides_only_replace_given_fields():
     r = zoo.get_spec("mnist-cnn").recipe.with_overrides(epochs=1, learning_rate=None)
     assert r.epochs == 1 and r.learning_rate == 1e-4 and r.batch_size == 50
+
+
+@pytest.mark.parametrize("field", dataclasses.fields(zoo.Recipe), ids=lambda f: f.name)
+def test_every_recipe_field_is_declared_once_with_its_option(field):
+    """A Recipe field carries its help and says whether it is an option; the train option is the
+    one its metadata describes (spelling, type, choices, bounds, default None: the recipe's), and
+    takes every entry's value."""
+    import click
+
+    from convzoo.cli import train
+
+    m = field.metadata
+    assert isinstance(m.get("help"), str) and m["help"], f"{field.name}: declare it with zoo.field(default, help)"
+    assert isinstance(m.get("cli"), bool), f"{field.name}: zoo.field(..., cli=False) if it is not an option"
+    flag = "--" + field.name.replace("_", "-")
+    same = [p for p in train.params if p.name == field.name or flag in p.opts + p.secondary_opts]
+    if not m["cli"]:
+        assert not same and field.name in zoo.FIXED
+        return
+    assert len(same) == 1, f"{field.name}: {len(same)} train options"
+    p = same[0]
+    assert p.opts == [flag] and p.help.startswith(m["help"] + " [default: ")
+    assert train.make_context("train", ["mnist"]).params[field.name] is None  # not set: the recipe's
+    if field.type is bool:
+        assert p.secondary_opts == ["--no-" + flag[2:]] and isinstance(p.type, click.types.BoolParamType)
+    elif "choices" in m:
+        assert isinstance(p.type, click.Choice) and tuple(p.type.choices) == tuple(m["choices"])
+    else:
+        bounds = {k: m.get(k) for k in ("min", "max")} | {k: m.get(k, False) for k in ("min_open", "max_open")}
+        ranged = isinstance(p.type, (click.IntRange, click.FloatRange))
+        assert ranged == any(k in m for k in bounds), f"{field.name}: bounds {bounds}, option type {p.type!r}"
+        if ranged:
+            assert isinstance(p.type, click.IntRange if field.type is int else click.FloatRange)
+            assert {k: getattr(p.type, k) for k in bounds} == bounds
+        else:
+            assert p.type.name == {int: "integer", float: "float", str: "text"}[field.type]
+    for spec in zoo.REGISTRY.values():
+        value = getattr(spec.recipe, field.name)
+        assert p.type.convert(value, p, None) == value, f"{spec.name}: {field.name}={value!r}"
+
+
+def test_reproduce_commands_parse_back_to_the_recipe():
+    """The results table's reproduce command and the checkpoint's stored repeat command spell each
+    field so that train's options read it back unchanged."""
+    import shlex
+
+    from convzoo import results
+    from convzoo.cli import train
+    from convzoo.train import Plan
+
+    changed = {"optimizer": "sgd", "learning_rate": 0.0123, "batch_size": 7, "epochs": 3, "schedule": "linear",
+               "validation_split": 0.25, "precision": "mixed_bfloat16", "label_smoothing": 0.1, "ema": 0.999,
+               "warmup_epochs": 1.5, "weight_decay": 5e-4, "bn_momentum": 0.9, "tta": "mirror"}
+    missing = [f.name for f in zoo.options() if f.type is not bool and f.name not in changed]
+    assert not missing, f"give {missing} a changed value in this test"
+    spec = zoo.get_spec("mnist-cnn")
+    base = dataclasses.asdict(spec.recipe)
+    recipe = {f.name: (not base[f.name]) if f.type is bool else changed[f.name] for f in zoo.options()}
+    line = results.command({"model": spec.name, "dataset": "mnist", "recipe": {**base, **recipe}}, "m.h5")
+    repeat = Plan("mnist", spec.name, spec.recipe.with_overrides(**recipe), "m.h5", "data").command()
+    for command in (line, repeat):
+        ctx = train.make_context("train", shlex.split(command)[2:])
+        assert {k: ctx.params[k] for k in recipe} == recipe, command
+        assert "--loop" not in command  # the entry's, not an option
 
 
 @pytest.mark.parametrize("name", [n for n in zoo.list_models() if "transfer" not in n])
