@@ -12,7 +12,6 @@ import warnings
 import zipfile
 
 import numpy as np
-from PIL import Image
 
 from convzoo import images, progress
 from convzoo.data import guards
@@ -351,12 +350,8 @@ def list_tree(root, classes):
 
 
 def decode(path, size, mode="RGB"):
-    """images.read as RGB (or 'L'), resized to `size` (h, w) with Pillow bilinear when it differs."""
-    arr = images.read(path, mode)
-    h, w = size
-    if arr.shape[:2] != (h, w):
-        arr = np.asarray(Image.fromarray(arr).resize((w, h), Image.BILINEAR), dtype=np.uint8)
-    return arr if mode == "RGB" else arr[..., None]
+    """One training image: images.read_sized, the resize prediction uses too."""
+    return images.read_sized(path, size, mode)
 
 
 def cache_path(folder, split):
