@@ -312,18 +312,6 @@ def _walk_inputs(config):
         node = first
 
 
-def check_output_units(units, head, n_classes, name):
-    """A head's kind fits the model's outputs: sigmoid has 1 unit, softmax/logits one per class."""
-    if head == "sigmoid":
-        ok = units == 1 and n_classes == 2
-    else:
-        ok = units == n_classes
-    if not ok:
-        want = "1 output and 2 classes" if head == "sigmoid" else f"{n_classes} outputs, one per class"
-        raise CheckpointError(f"{name}: the model has {units} outputs but the metadata names {n_classes} "
-                              f"classes; a {head} head needs {want}")
-
-
 # ------------------------------------------------------------------ HDF5
 def walk_hdf5(f, name, plan=None):
     """Refuse links to other files, virtual or external datasets, too many links (bounded in count
