@@ -7,7 +7,6 @@ import re
 import shutil
 import stat
 import tarfile
-import tempfile
 import warnings
 import zipfile
 
@@ -16,7 +15,7 @@ import numpy as np
 from convzoo import images, progress
 from convzoo.data import guards
 from convzoo.errors import DataError, ImageError
-from convzoo.fileio import atomic_path
+from convzoo.fileio import atomic_folder, atomic_path
 
 CACHE_VERSION = 1
 MAX_FILE_BYTES = 512 * 2**20  # no photo is this big; stops a zip bomb from filling the disk
@@ -287,8 +286,6 @@ def building(folder, src=None, notes=None):
     from convzoo.errors import Interrupted
 
     folder = os.path.abspath(os.fspath(folder))
-    parent, base = os.path.split(folder)
-    os.makedirs(parent, exist_ok=True)
     swept = sweep(folder)
     back = [n for n in swept if n.startswith("put back")]
     if back:  # the folder the killed import was replacing: the user decides again
@@ -296,35 +293,14 @@ def building(folder, src=None, notes=None):
     if notes is not None:
         notes.extend(swept)
     with interrupt.terminate_as_interrupt() as hold:
-        tmp = tempfile.mkdtemp(prefix=f".{base}.{os.getpid()}.", suffix=".tmp", dir=parent)
-        umask = os.umask(0)
-        os.umask(umask)
-        try:
-            os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700
-            if src is not None:
-                src.budget = guards.Budget(tmp)
-            yield tmp
-            hold()  # no signal between moving the old folder aside and the new one into place
-            old = None
-            if os.path.lexists(folder):
-                old = tempfile.mkdtemp(prefix=f".{base}.{os.getpid()}.", suffix=".old", dir=parent)
-                os.rmdir(old)
-                os.rename(folder, old)
-            try:
-                os.rename(tmp, folder)
-            except OSError:
-                if old:
-                    os.rename(old, folder)
-                raise
-            if old:
-                shutil.rmtree(old, ignore_errors=True)
+        try:  # the pid in the name tells sweep() a running import's folder from a killed one's
+            with atomic_folder(folder, f"{os.getpid()}.", hold) as tmp:
+                if src is not None:
+                    src.budget = guards.Budget(tmp)
+                yield tmp
         except KeyboardInterrupt:
             raise Interrupted(f"import stopped (Ctrl-C or SIGTERM): nothing was imported, "
                               f"{folder} is as it was") from None
-        finally:
-            hold()
-            if os.path.exists(tmp):
-                shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- decoding a tree, with a cache
