@@ -306,6 +306,17 @@ def building(folder, src=None, notes=None):
 # ---------------------------------------------------------------- decoding a tree, with a cache
 
 
+def find_split(name, folder, split, splits, find, missing_message):
+    """find(folder) of a dataset module, for loading `split`; DataError for a split dataset `name`
+    does not have, or when its files are not in `folder` (missing_message says what to put there)."""
+    if split not in splits:
+        raise DataError(f"{name} has no '{split}' split; choose from {', '.join(splits)}")
+    found = find(folder)
+    if found is None:
+        raise DataError(f"dataset files not found: {missing_message(folder)}")
+    return found
+
+
 def list_tree(root, classes):
     """[(relative path, label)] of the images in root/<class>/, sorted; DataError on a stray folder."""
     if not os.path.isdir(root):
