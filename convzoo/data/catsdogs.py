@@ -53,11 +53,6 @@ def counts(folder):
     return {s: folders.count_tree(root, CLASSES) for s, root in found.items()}
 
 
-def bad_images(folder, split):
-    """['class/file: reason'] of the images in a split that do not decode."""
-    return folders.bad_images(folder, split, CLASSES, SIZE)
-
-
 # ---------------------------------------------------------------- the importer
 
 

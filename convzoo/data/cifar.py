@@ -293,13 +293,6 @@ def counts(folder):
     return {"train": 50000, "test": 10000}  # five batches of 10,000 and one
 
 
-def bad_images(folder, split):
-    """['class/file: reason'] of the images in an image-folder tree that do not decode."""
-    if "folders" not in (find(os.fspath(folder)) or {}):
-        return []
-    return folders.bad_images(folder, split, CLASSES, SIZE)
-
-
 def write(folder, split, x, y):
     """Write one split as the image-folder tree: split/<class>/NNNNN.png (lossless)."""
     x = np.asarray(x, dtype=np.uint8)

@@ -393,19 +393,6 @@ def load_tree_listed(folder, split, classes, size, mode="RGB"):
     return x, y, kept, skipped
 
 
-def bad_images(folder, split, classes, size):
-    """['class/file: reason'] of the images load_tree leaves out (uses and fills the cache)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SkippedImages)
-        try:
-            load_tree(folder, split, classes, size)
-        except DataError:
-            pass
-    root = os.path.join(os.fspath(folder), split)
-    cached = _read_cache(cache_path(folder, split), _key(list_tree(root, classes), classes, size))
-    return list(cached[2]) if cached else []
-
-
 def _key(files, classes, size, mode="RGB"):
     # the colour mode joins the key only when gray, so the RGB caches written before it stay valid
     h = hashlib.sha256(f"{CACHE_VERSION}|{size}|{'/'.join(classes)}{'' if mode == 'RGB' else '|' + mode}".encode())
