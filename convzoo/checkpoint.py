@@ -320,7 +320,7 @@ def load(path, need=()):
     return model, meta
 
 
-def save(model, path, meta, include_optimizer=False):
+def save(model, path, meta):
     """Write model + metadata to a temp file beside `path`, then move it into place."""
     path = os.fspath(path)
     text = json.dumps(meta)
@@ -333,7 +333,7 @@ def save(model, path, meta, include_optimizer=False):
             with zipfile.ZipFile(tmp, "a") as z:
                 z.writestr(META_ENTRY, text)
         else:
-            model.save(tmp, include_optimizer=include_optimizer)
+            model.save(tmp, include_optimizer=False)  # Keras' .h5 default is True
             with h5py.File(tmp, "a") as f:
                 f.attrs[META_ATTR] = text
     return path
