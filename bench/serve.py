@@ -4,7 +4,7 @@
 
 - cold `convzoo predict photo.jpg --model mnist` (whole process; LiteRT twin) beside the same with
   `--no-litert` (the .h5 through TensorFlow) and a bare `python -c "import tensorflow"`;
-- `convzoo predict DIR --model mnist` over --photos photo-like JPEGs (data/photos.py), twin and .h5;
+- `convzoo predict DIR --model mnist` over --photos photo-like JPEGs (bench/photos.py), twin and .h5;
 - `convzoo serve --model mnist`: single-image requests (`:classify-image` with a JPEG, `:predict`
   with one instance) from 1 and 8 concurrent clients on 127.0.0.1 (--requests each setting, every
   request with a timeout): requests/s and latency percentiles, beside the same photos through one
@@ -41,7 +41,8 @@ def wall(cmd, repeats=1):
 
 def photos(folder, n, data_dir):
     from convzoo import data as catalog
-    from convzoo.data import photos as render, store
+    import photos as render
+    from convzoo.data import store
 
     x, y = store.load("mnist", data_dir or os.path.join(ROOT, "data"), "test")
     reps = -(-n // len(y))

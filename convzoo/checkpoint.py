@@ -219,8 +219,12 @@ def _unreadable(path, e, what="checkpoint"):
     return CheckpointError(f"{path}: cannot read {what} ({type(e).__name__}: {msg})")
 
 
-def _check_meta(meta, path):
-    """The metadata fields predict and evaluate use, when present, have sane types and sizes."""
+USE_FIELDS = ("dataset", "classes", "input_shape", "preprocess", "head")  # what predict and evaluate use
+
+
+def check_meta(meta, path, need=()):
+    """The one metadata checker: the fields predict and evaluate use, when present, have sane types
+    and sizes, and every field in `need` (e.g. USE_FIELDS) is there; CheckpointError otherwise."""
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path}: convzoo metadata is not a JSON object")
 
@@ -245,40 +249,48 @@ def _check_meta(meta, path):
         bad("head", f"is not one of {', '.join(HEADS)}")
     if "preprocess" in meta and not isinstance(meta["preprocess"], dict):
         bad("preprocess", "is not a JSON object")
+    missing = [k for k in need if k not in meta]
+    if missing:
+        raise CheckpointError(f"{path}: convzoo metadata lacks {', '.join(missing)}; "
+                              "retrain or re-save the model with convzoo")
     return meta
 
 
-def _check_model(model, meta, path):
-    """The metadata describes this model: predict resizes to its input_shape and names its outputs."""
+def check_model(meta, inputs, units, path):
+    """The one check that a model (Keras checkpoint or LiteRT) fits its metadata: its input shape
+    (without the batch; None: not known yet) is meta's input_shape, which predict resizes to, and
+    its head names its `units` outputs: sigmoid 1 unit and 2 classes, softmax and logits one unit
+    per class, as every model the zoo builds."""
     want = tuple(meta["input_shape"]) if "input_shape" in meta else None
-    have = tuple(getattr(model, "input_shape", (None,))[1:])
-    if want and len(have) == 3 and any(h is not None and h != w for h, w in zip(have, want)):
-        raise CheckpointError(f"{path}: metadata says input {want} but the model takes {have}")
-    if "classes" in meta and "head" in meta:
-        check_head(getattr(model, "output_shape", (None, None))[-1], meta, path)
+    if want and inputs is not None and (len(inputs) != len(want) or
+                                        any(h is not None and h != w for h, w in zip(inputs, want))):
+        raise CheckpointError(f"{path}: metadata says input {want} but the model takes {inputs}")
+    if "classes" not in meta or "head" not in meta:
+        return
+    head, n = meta["head"], len(meta["classes"])
+    if not (units == 1 and n == 2 if head == "sigmoid" else units == n):
+        want = "1 output and 2 classes" if head == "sigmoid" else f"{n} outputs, one per class"
+        raise CheckpointError(f"{path}: the model has {units} outputs but the metadata names {n} "
+                              f"classes; a {head} head needs {want}")
 
 
-def check_head(units, meta, path):
-    """The one place predict, evaluate, export and LiteRT check that the head fits the outputs."""
-    safeload.check_output_units(units, meta["head"], len(meta["classes"]), path)
-
-
-def read_meta(path):
-    """convzoo's metadata dict (no TensorFlow needed); CheckpointError if absent."""
+def read_meta(path, need=()):
+    """convzoo's metadata dict (no TensorFlow needed), checked by check_meta; CheckpointError if absent."""
     path = os.fspath(path)
-    return _need_meta(_open_parts(path)[0], path)
+    return _need_meta(_open_parts(path)[0], path, need)
 
 
-def _need_meta(meta, path):
+def _need_meta(meta, path, need=()):
     if meta is None:
         raise CheckpointError(f"{path}: a Keras model without convzoo metadata "
                               "(dataset, class names, preprocessing); train it with convzoo")
-    return _check_meta(meta, path)
+    return check_meta(meta, path, need)
 
 
-def load(path):
+def load(path, need=()):
     """(keras model, meta): the file copied once to a private folder, the copy sized and
-    allowlist-checked, then loaded by Keras with safe_mode=True and compile=False."""
+    allowlist-checked, then loaded by Keras with safe_mode=True and compile=False; the metadata
+    checked by check_meta (with `need`) and check_model."""
     path = os.fspath(path)
     with safeload.private_copy(path, "checkpoint") as copy:
         kind = _kind(copy, path)
@@ -288,9 +300,8 @@ def load(path):
         meta, config, training, plan = _open_parts(copy, path)
         if config is None:
             raise CheckpointError(f"{path}: no model config stored (a weights-only file?)")
-        meta = _need_meta(meta, path)
-        if "classes" in meta and "head" in meta:
-            check_head(plan.output_shape[-1], meta, path)
+        meta = _need_meta(meta, path, need)
+        check_model(meta, None, plan.output_shape[-1], path)
         from convzoo import backend
 
         keras = backend.load()
@@ -303,12 +314,13 @@ def load(path):
         except Exception as e:  # Keras raises many types for a damaged file
             raise CheckpointError(f"{path}: cannot load model ({type(e).__name__}: "
                                   f"{str(e).splitlines()[0] if str(e) else ''})") from None
-    _check_model(model, meta, path)
+    have = tuple(getattr(model, "input_shape", (None,))[1:])
+    check_model(meta, have if len(have) == 3 else None, getattr(model, "output_shape", (None, None))[-1], path)
     model.convzoo_batch = safeload.batch_size(plan.image_bytes)
     return model, meta
 
 
-def save(model, path, meta, include_optimizer=False):
+def save(model, path, meta):
     """Write model + metadata to a temp file beside `path`, then move it into place."""
     path = os.fspath(path)
     text = json.dumps(meta)
@@ -321,7 +333,7 @@ def save(model, path, meta, include_optimizer=False):
             with zipfile.ZipFile(tmp, "a") as z:
                 z.writestr(META_ENTRY, text)
         else:
-            model.save(tmp, include_optimizer=include_optimizer)
+            model.save(tmp, include_optimizer=False)  # Keras' .h5 default is True
             with h5py.File(tmp, "a") as f:
                 f.attrs[META_ATTR] = text
     return path
@@ -356,20 +368,3 @@ def update_meta(path, **updates):
         with h5py.File(tmp, "a") as f:
             f.attrs[META_ATTR] = json.dumps(meta)
     return meta
-
-
-USE_FIELDS = ("dataset", "classes", "input_shape", "preprocess", "head")
-
-
-def require_fields(meta, path):
-    """The metadata evaluate and predict rely on; CheckpointError naming what is missing."""
-    missing = [k for k in USE_FIELDS if k not in meta]
-    if missing:
-        raise CheckpointError(f"{path}: convzoo metadata lacks {', '.join(missing)}; "
-                              "retrain or re-save the model with convzoo")
-    return meta
-
-
-def check_meta(meta, path):
-    """Metadata that came with an exported model: sane types and every field predict uses."""
-    return require_fields(_check_meta(meta, path), path)

@@ -86,19 +86,6 @@ def load(split):
     return np.stack(xs), np.array(ys, np.uint8)
 '''
 
-SPLIT = '''
-def stratified_split(y, fraction, seed=42):
-    """VALIDATION_SPLIT of each class to validation, as convzoo does (fixed seed 42, as S6)."""
-    rng = np.random.default_rng(seed)
-    val = []
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        rng.shuffle(idx)
-        val.append(idx[:int(round(fraction * len(idx)))])
-    val = np.sort(np.concatenate(val))
-    return np.setdiff1d(np.arange(len(y)), val), val
-'''
-
 FIT = '''
 # ---- train with Keras fit
 model.compile(optimizer=optimizer, loss=loss_fn, metrics=["accuracy"])
@@ -216,8 +203,10 @@ def script(name, dataset=None, weights=None):
     if has_val:
         lines += ["", "x_train, y_train = load('train')", "x_val, y_val = load('validation')"]
     else:
-        lines += ["", SPLIT.strip("\n"), "", "", "x_all, y_all = load('train')",
-                  "train_idx, val_idx = stratified_split(y_all, VALIDATION_SPLIT)",
+        from convzoo.data import store
+
+        lines += ["", inspect.getsource(store.split_indices).strip("\n"), "", "", "x_all, y_all = load('train')",
+                  "train_idx, val_idx = split_indices(y_all, VALIDATION_SPLIT)",
                   "x_train, y_train = x_all[train_idx], y_all[train_idx]",
                   "x_val, y_val = x_all[val_idx], y_all[val_idx]"]
     lines += ["print(f'{len(y_train)} training, {len(y_val)} validation images')", "",

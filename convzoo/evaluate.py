@@ -64,7 +64,7 @@ def evaluate(path, data_dir=None, limit=None, report_dir=None, dataset=None, tta
     from convzoo.predict import run_model
     from convzoo.progress import Progress
 
-    meta = checkpoint.require_fields(checkpoint.read_meta(path), path)
+    meta = checkpoint.read_meta(path, need=checkpoint.USE_FIELDS)
     root = store.data_dir(data_dir)
     info = catalog.get(dataset or meta["dataset"], root)
     check_fits(meta, info, path)

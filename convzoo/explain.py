@@ -140,8 +140,7 @@ def explain(paths, model_path, output, class_name=None, overwrite=False):
         _save(fig, path)
         plt.close(fig)  # many images: figures would pile up in memory
 
-    model, meta = checkpoint.load(model_path)
-    checkpoint.require_fields(meta, model_path)
+    model, meta = checkpoint.load(model_path, need=checkpoint.USE_FIELDS)
     classes = meta["classes"]
     c = None
     if class_name is not None:

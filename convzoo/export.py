@@ -213,7 +213,7 @@ def export(path, fmt, output=None, overwrite=False, data_dir=None, limit=1000, l
     log = log or (lambda msg: None)
     fmt = check_format(fmt)
     path = os.fspath(path)
-    meta = checkpoint.require_fields(checkpoint.read_meta(path), path)
+    meta = checkpoint.read_meta(path, need=checkpoint.USE_FIELDS)
     if quantize and (quantize not in QUANTIZE or fmt != "tflite"):
         raise ConvzooError(f"--quantize {quantize}: only int8, with --format tflite")
     default = default_output(path, fmt)

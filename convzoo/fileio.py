@@ -44,33 +44,47 @@ def open_temp(tmp, mode="wb", **kwargs):
 
 
 @contextlib.contextmanager
-def atomic_folder(path):
-    """Yield a temp folder beside `path`; on success it takes the place of `path` (a folder there
-    is moved aside first and removed only once the new one is in place)."""
+def atomic_folder(path, tag="", hold=lambda: None):
+    """Yield a temp folder beside `path` (.BASE.TAGxxxxxxxx.tmp); on success it takes the place of
+    `path`: whatever is there (a folder, a file, a link, never followed) is moved aside first and
+    removed only once the new one is in place. hold() is called before the moves and the cleanup
+    (an import ignores signals from then on)."""
     path = os.path.abspath(os.fspath(path))
-    parent = os.path.dirname(path)
+    parent, base = os.path.split(path)
     os.makedirs(parent, exist_ok=True)
-    base = os.path.basename(path)
-    tmp = tempfile.mkdtemp(prefix=f".{base}.", suffix=".tmp", dir=parent)
+    tmp = tempfile.mkdtemp(prefix=f".{base}.{tag}", suffix=".tmp", dir=parent)
     umask = os.umask(0)
     os.umask(umask)
     try:
-        yield tmp
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700
-        if os.path.isdir(path):
-            old = tempfile.mkdtemp(prefix=f".{base}.", suffix=".old", dir=parent)
-            os.rename(path, old)  # replaces the empty `old`
-            try:
-                os.rename(tmp, path)
-            except OSError:
-                os.rename(old, path)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
+        yield tmp
+        hold()
+        old = None
+        if os.path.lexists(path):
+            old = tempfile.mkdtemp(prefix=f".{base}.{tag}", suffix=".old", dir=parent)
+            os.rmdir(old)
+            os.rename(path, old)
+        try:
             os.rename(tmp, path)
+        except OSError:
+            if old:
+                os.rename(old, path)
+            raise
+        if old:
+            _remove(old)
     finally:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
+        hold()
+        if os.path.lexists(tmp):
+            _remove(tmp)
+
+
+def _remove(path):
+    """Remove a folder tree, or a file or link (never followed)."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            os.remove(path)
 
 
 def sha256(path, chunk=2**20):

@@ -186,6 +186,16 @@ def read(path, mode="RGB"):
         return _read(f, path, mode)
 
 
+def read_sized(path, size, mode="RGB"):
+    """read() resized to `size` (h, w) with Pillow bilinear when it differs, as HxWx3 ('RGB') or
+    HxWx1 ('L'): the one resize training data (folders.decode) and prediction (predict.to_input) share."""
+    arr = read(path, mode)
+    h, w = size
+    if arr.shape[:2] != (h, w):
+        arr = np.asarray(Image.fromarray(arr).resize((w, h), Image.BILINEAR), dtype=np.uint8)
+    return arr.reshape(h, w, 3 if mode == "RGB" else 1)
+
+
 def _read(f, path, mode):
     try:
         with warnings.catch_warnings(), _deadline(DECODE_SECONDS):

@@ -71,7 +71,7 @@ def read_meta(content, path):
                               "write it with `convzoo export CHECKPOINT --format tflite`")
     from convzoo import checkpoint
 
-    return checkpoint.check_meta(meta, path)
+    return checkpoint.check_meta(meta, path, need=checkpoint.USE_FIELDS)
 
 
 def _read(path):
@@ -103,13 +103,9 @@ class Runner:
             raise CheckpointError(f"{path}: cannot load LiteRT model ({str(e).splitlines()[0]})") from None
         inp, out = self.interpreter.get_input_details()[0], self.interpreter.get_output_details()[0]
         self.input, self.output, self.dtype = inp["index"], out["index"], inp["dtype"]
-        want = tuple(self.meta["input_shape"])
-        if tuple(int(n) for n in inp["shape"][1:]) != want:
-            raise CheckpointError(f"{path}: metadata says input {want} but the model takes "
-                                  f"{tuple(int(n) for n in inp['shape'][1:])}")
         from convzoo import checkpoint
 
-        checkpoint.check_head(int(out["shape"][-1]), self.meta, path)
+        checkpoint.check_model(self.meta, tuple(int(n) for n in inp["shape"][1:]), int(out["shape"][-1]), path)
         self.batch_size = batch_size
         self.batch = int(inp["shape"][0])
 

@@ -62,11 +62,7 @@ def to_input(path, meta):
     h, w, c = meta["input_shape"]
     if prep.get("fit") in ("digit", "object"):
         return _fit_28(images.read(path, "L"), prep["fit"])[..., None]
-    arr = images.read(path, "L" if c == 1 else "RGB")
-    if arr.shape[:2] != (h, w):
-        img = Image.fromarray(arr).resize((w, h), Image.BILINEAR)
-        arr = np.asarray(img)
-    return arr.reshape(h, w, c)
+    return images.read_sized(path, (h, w), "L" if c == 1 else "RGB")
 
 
 def probabilities(raw, head):

@@ -312,18 +312,6 @@ def _walk_inputs(config):
         node = first
 
 
-def check_output_units(units, head, n_classes, name):
-    """A head's kind fits the model's outputs: sigmoid has 1 unit, softmax/logits one per class."""
-    if head == "sigmoid":
-        ok = units == 1 and n_classes == 2
-    else:
-        ok = units == n_classes
-    if not ok:
-        want = "1 output and 2 classes" if head == "sigmoid" else f"{n_classes} outputs, one per class"
-        raise CheckpointError(f"{name}: the model has {units} outputs but the metadata names {n_classes} "
-                              f"classes; a {head} head needs {want}")
-
-
 # ------------------------------------------------------------------ HDF5
 def walk_hdf5(f, name, plan=None):
     """Refuse links to other files, virtual or external datasets, too many links (bounded in count
@@ -408,22 +396,30 @@ def check_zip_weights(info, plan, name):
 
 
 # ------------------------------------------------------------------ one file, one read
-@contextlib.contextmanager
-def private_copy(path, what="checkpoint", suffix=""):
-    """Copy the file at `path` (opened once, fstat-checked) into a private folder; yield the copy.
-
-    Checks and the loader then read the copy, which nobody else can change."""
+def _open_regular(path, what):
+    """(fd, fstat) of the regular file at `path`, opened once and never blocking on a FIFO;
+    CheckpointError for a missing file, a folder, a FIFO or a device (which would never end)."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such {what} file") from None
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read {what} ({e.strerror or e})") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise CheckpointError(f"{path}: not a regular file, not a {what}")
+    return fd, st
+
+
+@contextlib.contextmanager
+def private_copy(path, what="checkpoint", suffix=""):
+    """Copy the file at `path` (opened once, fstat-checked) into a private folder; yield the copy.
+
+    Checks and the loader then read the copy, which nobody else can change."""
+    fd, st = _open_regular(path, what)
     folder = None
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
-            raise CheckpointError(f"{path}: not a regular file, not a {what}")
         limit = weight_budget() + MAX_CONFIG * 4
         if st.st_size > limit:
             refuse(path, f"a {what} of {_mb(st.st_size)}", f"over the {_mb(limit)} this machine gives a model")
@@ -442,16 +438,7 @@ def private_copy(path, what="checkpoint", suffix=""):
 
 def read_once(path, limit, what="model"):
     """The bytes of a regular file, opened once and fstat-checked, at most `limit` bytes."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such {what} file") from None
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot read {what} ({e.strerror or e})") from None
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):  # fdopen refuses a folder with IsADirectoryError
-        os.close(fd)
-        raise CheckpointError(f"{path}: not a regular file, not a {what}")
+    fd, st = _open_regular(path, what)
     with os.fdopen(fd, "rb") as f:
         if st.st_size > limit:
             refuse(path, f"a {what} of {_mb(st.st_size)}", f"over the {_mb(limit)} limit")

@@ -113,8 +113,7 @@ def open_checkpoint(path, log, use_twin=True):
     from convzoo import checkpoint
     from convzoo.predict import raw_outputs
 
-    model, meta = checkpoint.load(path)
-    checkpoint.require_fields(meta, path)
+    model, meta = checkpoint.load(path, need=checkpoint.USE_FIELDS)
     if use_twin and available():
         make(model, meta, path, log)
     return (lambda x: raw_outputs(model, x)), meta

@@ -15,7 +15,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from convzoo import data as catalog  # noqa: E402
-from convzoo.data import mnist, photos  # noqa: E402
+from bench import photos  # noqa: E402
+from convzoo.data import mnist  # noqa: E402
 
 TRAIN, TEST, SAMPLES = 2000, 500, 4
 

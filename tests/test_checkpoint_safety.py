@@ -342,6 +342,79 @@ def test_metadata_that_does_not_fit_the_model(runner, good_h5, png28, change, me
     _cli_one_line_error(invoke(runner, "predict", png28, "--model", good_h5), "metadata")
 
 
+# one rule for a head, for checkpoints and LiteRT models alike: sigmoid 1 unit and 2 classes,
+# softmax and logits one unit per class (every model the zoo builds)
+HEAD_CASES = [  # (bundled model, metadata change, refusal or None)
+    ("mnist", {}, None),
+    ("cats_vs_dogs", {}, None),
+    ("mnist", {"head": "sigmoid", "classes": ["a", "b"]},
+     "10 outputs but the metadata names 2 classes; a sigmoid head needs 1 output and 2 classes"),
+    ("cats_vs_dogs", {"classes": ["a", "b", "c"]},
+     "1 outputs but the metadata names 3 classes; a sigmoid head needs 1 output and 2 classes"),
+    ("cats_vs_dogs", {"head": "softmax"}, "1 outputs but the metadata names 2 classes; a softmax head needs 2 outputs"),
+    ("mnist", {"head": "logits", "classes": list("abcdefghi")}, "a logits head needs 9 outputs, one per class"),
+]
+
+
+def _bundled_with_meta(tmp_path, name, change, suffix):
+    """models/NAME.h5 or .tflite copied with its convzoo metadata changed."""
+    from conftest import ROOT
+
+    src = ROOT / "models" / f"{name}{suffix}"
+    dest = tmp_path / f"m{suffix}"
+    if suffix == ".h5":
+        shutil.copy(src, dest)
+        _with_meta(dest, {**checkpoint.read_meta(src), **change})
+        return dest
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    from convzoo import litert
+
+    content = src.read_bytes()
+    meta = litert.read_meta(content, src)
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
+    model.metadata = [m for m in model.metadata if m.name not in (b"convzoo", "convzoo")]
+    dest.write_bytes(litert.add_meta(bytes(flatbuffer_utils.convert_object_to_bytearray(model)),
+                                     {**meta, **change}))
+    return dest
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".tflite"])
+@pytest.mark.parametrize("name, change, refusal", HEAD_CASES)
+def test_one_head_rule_for_checkpoints_and_litert(runner, tmp_path, suffix, name, change, refusal):
+    if suffix == ".tflite":
+        pytest.importorskip("ai_edge_litert", reason="ai_edge_litert not installed")
+    from convzoo import litert
+
+    path = _bundled_with_meta(tmp_path, name, change, suffix)
+    side = 28 if name == "mnist" else 150
+    Image.new("RGB", (side, side), 200).save(tmp_path / "x.png")
+    open_model = checkpoint.load if suffix == ".h5" else litert.Runner
+    if refusal is None:
+        open_model(path)
+        res = invoke(runner, "predict", tmp_path / "x.png", "--model", path, "--no-litert")
+        assert res.exit_code == 0, res.output
+        return
+    with pytest.raises(CheckpointError, match=refusal) as e:
+        open_model(path)
+    one_line(e.value)
+    _cli_one_line_error(invoke(runner, "predict", tmp_path / "x.png", "--model", path, "--no-litert"), refusal)
+
+
+def test_read_meta_needs_the_fields_asked_for(runner, tmp_path, monkeypatch):
+    """read_meta(need=...) and load(need=...) refuse what lacks them, before Keras builds anything."""
+    from convzoo import backend
+
+    bare = checkpoint.save(good_model(), str(tmp_path / "bare.h5"), {"dataset": "mnist", "model": "mlp"})
+    assert checkpoint.read_meta(bare) == {"dataset": "mnist", "model": "mlp"}
+    monkeypatch.setattr(backend, "load", lambda: pytest.fail("Keras was reached"))
+    for read in (checkpoint.read_meta, checkpoint.load):
+        with pytest.raises(CheckpointError, match="lacks classes, input_shape, preprocess, head; retrain"):
+            read(bare, need=checkpoint.USE_FIELDS)
+    monkeypatch.undo()
+    _cli_one_line_error(invoke(runner, "export", bare, "--format", "tflite"), "lacks classes")
+
+
 # ------------------------------------------------------------------ broken files
 BROKEN = [
     ("empty.h5", b"", "empty file"),

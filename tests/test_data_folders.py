@@ -256,7 +256,8 @@ def test_corrupt_image_in_a_dataset_warns_or_fails_when_strict(tmp_path):
         assert x.shape == (2, 150, 150, 3) and list(y) == [0, 1]
         with pytest.raises(DataError, match=r"cats/cat.1.jpg.*--strict"):
             catsdogs.load(data, "train", strict=True)
-    bad = catsdogs.bad_images(data, "train")
+    _, _, kept, bad = folders.load_tree_listed(data, "train", catsdogs.CLASSES, catsdogs.SIZE)
+    assert kept == ["cats/cat.0.jpg", "dogs/dog.0.jpg"]
     assert [b.split(":")[0] for b in bad] == ["cats/cat.1.jpg", "dogs/dog.1.jpg"]
 
 

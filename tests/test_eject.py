@@ -47,3 +47,19 @@ def test_script_trains_one_epoch_and_convzoo_evaluates_it(runner, tmp_path, name
     out = json.loads(res.stdout)
     # one epoch of the sample: well above chance (0.10), which the plain SGD of S1 reaches slowly
     assert out["dataset"] == dataset and out["n"] == 500 and out["accuracy"] > 0.2
+
+
+def test_script_splits_validation_as_convzoo_does(runner, tmp_path):
+    """The ejected script holds convzoo's own split (data/store.py), not a copy that could drift."""
+    import numpy as np
+
+    from convzoo.data import store
+
+    invoke(runner, "eject", "mlp", "--dataset", "mnist", "--output", "s.py")
+    text = (tmp_path / "s.py").read_text()
+    source = text[text.index("def split_indices("):text.index("x_all, y_all = load('train')")]
+    scope = {"np": np}
+    exec(source, scope)
+    y = np.random.default_rng(1).integers(0, 10, 1000)
+    for got, want in zip(scope["split_indices"](y, 0.2), store.stratified_split(y, 0.2)):
+        np.testing.assert_array_equal(got, want)

@@ -37,12 +37,8 @@ def missing_message(folder):
 
 def load(folder, split, strict=False):
     """(images uint8 (n, 150, 150, 3), labels uint8 (n,), 1 = dogs) for train, validation or test."""
-    if split not in SPLITS:
-        raise DataError(f"cats_vs_dogs has no '{split}' split; choose from {', '.join(SPLITS)}")
     folder = os.fspath(folder)
-    found = find(folder)
-    if found is None:
-        raise DataError(f"dataset files not found: {missing_message(folder)}")
+    found = folders.find_split("cats_vs_dogs", folder, split, SPLITS, find, missing_message)
     if split not in found:
         raise DataError(f"{os.path.join(folder, split)}: no such split folder with cats/ and dogs/; "
                         f"re-import with `convzoo data import cats_vs_dogs SOURCE --overwrite`")
@@ -55,11 +51,6 @@ def counts(folder):
     if found is None:
         return None
     return {s: folders.count_tree(root, CLASSES) for s, root in found.items()}
-
-
-def bad_images(folder, split):
-    """['class/file: reason'] of the images in a split that do not decode."""
-    return folders.bad_images(folder, split, CLASSES, SIZE)
 
 
 # ---------------------------------------------------------------- the importer

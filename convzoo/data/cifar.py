@@ -248,12 +248,8 @@ def missing_message(folder):
 
 def load(folder, split, strict=False):
     """(images uint8 (n, 32, 32, 3), labels uint8 (n,)) for split 'train' or 'test'."""
-    if split not in SPLITS:
-        raise DataError(f"cifar10 has no '{split}' split; choose from {', '.join(SPLITS)}")
     folder = os.fspath(folder)
-    found = find(folder)
-    if found is None:
-        raise DataError(f"dataset files not found: {missing_message(folder)}")
+    found = folders.find_split("cifar10", folder, split, SPLITS, find, missing_message)
     if "folders" in found:
         return folders.load_tree(folder, split, CLASSES, SIZE, strict=strict)
     if "batches" in found:
@@ -295,13 +291,6 @@ def counts(folder):
     if "folders" in found:
         return {s: folders.count_tree(r, CLASSES) for s, r in found["folders"].items()}
     return {"train": 50000, "test": 10000}  # five batches of 10,000 and one
-
-
-def bad_images(folder, split):
-    """['class/file: reason'] of the images in an image-folder tree that do not decode."""
-    if "folders" not in (find(os.fspath(folder)) or {}):
-        return []
-    return folders.bad_images(folder, split, CLASSES, SIZE)
 
 
 def write(folder, split, x, y):

@@ -7,17 +7,15 @@ import re
 import shutil
 import stat
 import tarfile
-import tempfile
 import warnings
 import zipfile
 
 import numpy as np
-from PIL import Image
 
 from convzoo import images, progress
 from convzoo.data import guards
 from convzoo.errors import DataError, ImageError
-from convzoo.fileio import atomic_path
+from convzoo.fileio import atomic_folder, atomic_path
 
 CACHE_VERSION = 1
 MAX_FILE_BYTES = 512 * 2**20  # no photo is this big; stops a zip bomb from filling the disk
@@ -288,8 +286,6 @@ def building(folder, src=None, notes=None):
     from convzoo.errors import Interrupted
 
     folder = os.path.abspath(os.fspath(folder))
-    parent, base = os.path.split(folder)
-    os.makedirs(parent, exist_ok=True)
     swept = sweep(folder)
     back = [n for n in swept if n.startswith("put back")]
     if back:  # the folder the killed import was replacing: the user decides again
@@ -297,38 +293,28 @@ def building(folder, src=None, notes=None):
     if notes is not None:
         notes.extend(swept)
     with interrupt.terminate_as_interrupt() as hold:
-        tmp = tempfile.mkdtemp(prefix=f".{base}.{os.getpid()}.", suffix=".tmp", dir=parent)
-        umask = os.umask(0)
-        os.umask(umask)
-        try:
-            os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700
-            if src is not None:
-                src.budget = guards.Budget(tmp)
-            yield tmp
-            hold()  # no signal between moving the old folder aside and the new one into place
-            old = None
-            if os.path.lexists(folder):
-                old = tempfile.mkdtemp(prefix=f".{base}.{os.getpid()}.", suffix=".old", dir=parent)
-                os.rmdir(old)
-                os.rename(folder, old)
-            try:
-                os.rename(tmp, folder)
-            except OSError:
-                if old:
-                    os.rename(old, folder)
-                raise
-            if old:
-                shutil.rmtree(old, ignore_errors=True)
+        try:  # the pid in the name tells sweep() a running import's folder from a killed one's
+            with atomic_folder(folder, f"{os.getpid()}.", hold) as tmp:
+                if src is not None:
+                    src.budget = guards.Budget(tmp)
+                yield tmp
         except KeyboardInterrupt:
             raise Interrupted(f"import stopped (Ctrl-C or SIGTERM): nothing was imported, "
                               f"{folder} is as it was") from None
-        finally:
-            hold()
-            if os.path.exists(tmp):
-                shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- decoding a tree, with a cache
+
+
+def find_split(name, folder, split, splits, find, missing_message):
+    """find(folder) of a dataset module, for loading `split`; DataError for a split dataset `name`
+    does not have, or when its files are not in `folder` (missing_message says what to put there)."""
+    if split not in splits:
+        raise DataError(f"{name} has no '{split}' split; choose from {', '.join(splits)}")
+    found = find(folder)
+    if found is None:
+        raise DataError(f"dataset files not found: {missing_message(folder)}")
+    return found
 
 
 def list_tree(root, classes):
@@ -351,12 +337,8 @@ def list_tree(root, classes):
 
 
 def decode(path, size, mode="RGB"):
-    """images.read as RGB (or 'L'), resized to `size` (h, w) with Pillow bilinear when it differs."""
-    arr = images.read(path, mode)
-    h, w = size
-    if arr.shape[:2] != (h, w):
-        arr = np.asarray(Image.fromarray(arr).resize((w, h), Image.BILINEAR), dtype=np.uint8)
-    return arr if mode == "RGB" else arr[..., None]
+    """One training image: images.read_sized, the resize prediction uses too."""
+    return images.read_sized(path, size, mode)
 
 
 def cache_path(folder, split):
@@ -409,19 +391,6 @@ def load_tree_listed(folder, split, classes, size, mode="RGB"):
     if len(kept) != len(y):
         raise DataError(f"{root}: the files changed while reading; run the command again")
     return x, y, kept, skipped
-
-
-def bad_images(folder, split, classes, size):
-    """['class/file: reason'] of the images load_tree leaves out (uses and fills the cache)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SkippedImages)
-        try:
-            load_tree(folder, split, classes, size)
-        except DataError:
-            pass
-    root = os.path.join(os.fspath(folder), split)
-    cached = _read_cache(cache_path(folder, split), _key(list_tree(root, classes), classes, size))
-    return list(cached[2]) if cached else []
 
 
 def _key(files, classes, size, mode="RGB"):

@@ -65,10 +65,9 @@ def fetch(name, root):
     return where
 
 
-def stratified_split(y, fraction, seed=42):
-    """Indices (train, validation): `fraction` of each class goes to validation (S6: random_state 42)."""
-    if not 0 < fraction < 1:
-        raise DataError(f"validation split must be between 0 and 1, got {fraction}")
+def split_indices(y, fraction, seed=42):
+    """Indices (train, validation): `fraction` of each class goes to validation (S6: random_state 42).
+    numpy only: `convzoo eject` copies this function into the scripts it writes."""
     rng = np.random.default_rng(seed)
     val = []
     for c in np.unique(y):
@@ -76,10 +75,17 @@ def stratified_split(y, fraction, seed=42):
         rng.shuffle(idx)
         val.append(idx[: int(round(fraction * len(idx)))])
     val = np.sort(np.concatenate(val))
+    return np.setdiff1d(np.arange(len(y)), val), val
+
+
+def stratified_split(y, fraction, seed=42):
+    """split_indices, refusing a fraction that leaves no training or no validation images."""
+    if not 0 < fraction < 1:
+        raise DataError(f"validation split must be between 0 and 1, got {fraction}")
+    train, val = split_indices(y, fraction, seed)
     if len(val) == 0 or len(val) == len(y):
         raise DataError(f"a validation split of {fraction} leaves no training or no validation "
                         f"images out of {len(y)}")
-    train = np.setdiff1d(np.arange(len(y)), val)
     return train, val
 
 
