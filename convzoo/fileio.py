@@ -153,7 +153,7 @@ def check_output(path, overwrite=False, need_bytes=0, is_folder=False):
         raise ConvzooError(f"{path} is a folder; give a file name such as {os.path.join(path, 'model.h5')}")
     if is_folder and os.path.exists(path) and not os.path.isdir(path):
         raise ConvzooError(f"{path} is a file; give a folder name")
-    if os.path.exists(path) and not overwrite:
+    if os.path.lexists(path) and not overwrite:  # a dangling link too: it is the user's
         raise ConvzooError(f"{path} already exists; pass --overwrite to replace it")
     folder = os.path.dirname(path)
     probe = folder

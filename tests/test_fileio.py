@@ -54,3 +54,14 @@ def test_failure_in_the_block_leaves_the_target_as_it_was(tmp_path, stage):
             raise ValueError("stop")
     assert os.readlink(target) == str(other)
     assert sorted(os.listdir(tmp_path)) == ["elsewhere", "target"]
+
+
+def test_check_output_refuses_a_dangling_link_without_overwrite(tmp_path):
+    from convzoo.errors import ConvzooError
+    from convzoo.fileio import check_output
+
+    link = tmp_path / "out.h5"
+    link.symlink_to(tmp_path / "nowhere.h5")
+    with pytest.raises(ConvzooError, match="already exists; pass --overwrite"):
+        check_output(link)
+    assert check_output(link, overwrite=True) == str(link)
