@@ -282,7 +282,7 @@ def load_data(p):
     if p.limit:  # IDX files are in a mixed order; image folders come sorted by class
         x, y = store.subset(x, y, p.limit, info)
     tr, va = store.stratified_split(y, p.recipe.validation_split, seed=42)
-    return x[tr], y[tr], x[va], y[va]
+    return store.take(x, tr), y[tr], store.take(x, va), y[va]
 
 
 def _optimizer(keras, recipe, steps_per_epoch, decay_from=0):
@@ -480,6 +480,16 @@ def pipeline(x, y, batch_size, shuffle_seed=None, kind=None):
     import tensorflow as tf
 
     kind = kind or PIPELINE
+    if isinstance(x, (np.memmap, store.Rows)):  # over the memory budget: read from disk per batch
+        rows = store.Rows(x)
+        ds = tf.data.Dataset.range(len(y))
+        if shuffle_seed is not None:
+            ds = ds.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
+
+        def read(i):
+            xb, yb = tf.numpy_function(lambda k: (rows[k], y[k]), [i], (tf.uint8, tf.as_dtype(y.dtype)))
+            return tf.ensure_shape(xb, (None,) + rows.shape[1:]), tf.ensure_shape(yb, (None,) + y.shape[1:])
+        return ds.batch(batch_size).map(read, num_parallel_calls=2, deterministic=True).prefetch(2)
     if kind == "slices":
         ds = tf.data.Dataset.from_tensor_slices((x, y))
         if shuffle_seed is not None:

@@ -246,6 +246,98 @@ def test_catsdogs_load_resizes_and_caches(tmp_path, monkeypatch):
         catsdogs.load(data, "val")
 
 
+
+def test_a_split_over_the_memory_budget_is_decoded_to_disk_and_mapped(tmp_path, monkeypatch):
+    """Above folders.memory_budget() the decoded split goes straight to a .npy that is mapped
+    read-only: the same images and labels as in memory, the cache reused, never read whole."""
+    src = write_files(tmp_path / "kaggle", kaggle_files())
+    data = tmp_path / "cats_vs_dogs"
+    catsdogs.import_source(src, data, **SIZES)
+    x_mem, y_mem = catsdogs.load(data, "validation")  # 4 images, in memory (an .npz with x)
+    monkeypatch.setattr(folders, "memory_budget", lambda: 10_000)
+    x, y = catsdogs.load(data, "validation")  # the .npz cache is over budget now: rebuilt on disk
+    assert isinstance(x, np.memmap) and not x.flags.writeable
+    assert np.array_equal(x, x_mem) and np.array_equal(y, y_mem)
+    assert (data / "cache-validation-images.npy").is_file()
+    with np.load(data / "cache-validation.npz") as f:
+        assert "x" not in f.files
+    monkeypatch.setattr(folders, "decode", lambda *a: pytest.fail("decoded again"))
+    x2, _ = catsdogs.load(data, "validation")
+    assert isinstance(x2, np.memmap) and np.array_equal(x2, x_mem)
+
+
+def test_a_damaged_or_swapped_image_file_is_rebuilt(tmp_path, monkeypatch):
+    src = write_files(tmp_path / "kaggle", kaggle_files())
+    data = tmp_path / "cats_vs_dogs"
+    catsdogs.import_source(src, data, **SIZES)
+    monkeypatch.setattr(folders, "memory_budget", lambda: 0)
+    x, _ = catsdogs.load(data, "validation")
+    good = np.array(x)
+    np.save(data / "cache-validation-images.npy", np.zeros((4, 8, 8, 3), np.uint8))  # another shape
+    x2, _ = catsdogs.load(data, "validation")
+    assert np.array_equal(x2, good)
+    (data / "cache-validation-images.npy").write_bytes(b"\x93NUMPY garbage")
+    x3, _ = catsdogs.load(data, "validation")
+    assert np.array_equal(x3, good)
+
+
+def test_rows_reads_the_asked_rows_in_the_asked_order(tmp_path):
+    from convzoo.data import store
+
+    a = np.arange(10 * 2 * 2 * 1, dtype=np.uint8).reshape(10, 2, 2, 1)
+    np.save(tmp_path / "a.npy", a)
+    m = np.load(tmp_path / "a.npy", mmap_mode="r")
+    r = store.take(m, np.array([7, 2, 9, 0]))
+    assert isinstance(r, store.Rows) and r.shape == (4, 2, 2, 1) and len(r) == 4
+    assert np.array_equal(r[np.array([3, 0, 1])], a[[0, 7, 2]]) and np.array_equal(r[1:3], a[[2, 9]])
+    assert np.array_equal(r[2], a[9]) and np.array_equal(store.take(r, [1, 1])[:], a[[2, 2]])
+    assert not isinstance(store.take(a, [1]), store.Rows)  # in memory: plain indexing
+
+
+MEMORY_CHILD = """
+import sys
+import numpy as np
+from convzoo.data import folders, store
+
+def anon():  # resident memory that is not a file's pages (a mapped file's pages can be dropped)
+    return int(open("/proc/self/status").read().split("RssAnon:")[1].split()[0])
+
+folders.memory_budget = lambda: int(sys.argv[2])
+x, y = folders.load_tree(sys.argv[1], "train", ("a", "b"), (256, 256))
+x = store.take(x, np.arange(len(y)))
+peak = anon()
+for i in range(0, len(y), 32):
+    batch = x[np.arange(i, min(i + 32, len(y)))]
+    peak = max(peak, anon())
+print(len(y), peak)
+"""
+
+
+def test_training_reads_a_split_larger_than_memory_allows_a_batch_at_a_time(tmp_path):
+    """400 tiny PNGs decoded at 256x256 are 79 MB: over a 4 MB budget, after the decode and at each
+    batch of a pass, the process holds far less than that (beside the mapped file's pages, which
+    the kernel can drop); in memory (the control) it holds all of it."""
+    import subprocess
+    import sys
+
+    for k in range(400):
+        d = tmp_path / "d" / "train" / "ab"[k % 2]
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((8, 8, 3), k % 251, np.uint8)).save(d / f"{k}.png")
+
+    def peak(budget, folder):
+        out = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(folder), str(budget)],
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-800:]
+        return [int(v) for v in out.stdout.split()]
+
+    n, on_disk = peak(4 * 2**20, tmp_path / "d")
+    import shutil
+    shutil.copytree(tmp_path / "d" / "train", tmp_path / "e" / "train")
+    _, in_memory = peak(2**40, tmp_path / "e")
+    assert n == 400 and in_memory - on_disk > 60_000, (on_disk, in_memory)  # KB
+
+
 def test_corrupt_image_in_a_dataset_warns_or_fails_when_strict(tmp_path):
     data = write_files(tmp_path / "cats_vs_dogs", {
         "train/cats/cat.0.jpg": jpeg_bytes(0), "train/cats/cat.1.jpg": corrupt_jpeg(),

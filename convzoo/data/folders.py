@@ -15,7 +15,7 @@ import numpy as np
 from convzoo import images, progress
 from convzoo.data import guards
 from convzoo.errors import DataError, ImageError
-from convzoo.fileio import atomic_folder, atomic_path
+from convzoo.fileio import atomic_folder, atomic_path, open_temp
 
 CACHE_VERSION = 1
 MAX_FILE_BYTES = 512 * 2**20  # no photo is this big; stops a zip bomb from filling the disk
@@ -345,17 +345,41 @@ def cache_path(folder, split):
     return os.path.join(folder, f"cache-{split}.npz")
 
 
+def memory_budget():
+    """Bytes of decoded images a split may hold in memory; above it the cache is read from disk a
+    batch at a time. CONVZOO_MEMORY_MB sets it; by default a quarter of the memory available now."""
+    given = os.environ.get("CONVZOO_MEMORY_MB", "")
+    if given.strip().isdigit():
+        return int(given) * 2**20
+    try:
+        with open("/proc/meminfo") as f:
+            free = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        free = 8 * 2**30
+    return free // 4
+
+
+def rows_path(folder, split):
+    """The decoded images of a split too large for memory: a plain .npy, memory-mapped."""
+    return os.path.join(folder, f"cache-{split}-images.npy")
+
+
 def load_tree(folder, split, classes, size, strict=False, mode="RGB"):
-    """(x uint8 (n, h, w, 3 or 1 for mode 'L'), y uint8) of folder/split/<class>/*, decoded once and cached in
-    folder/cache-<split>.npz; unreadable images are left out with a SkippedImages warning, or
-    DataError when strict."""
+    """(x uint8 (n, h, w, 3 or 1 for mode 'L'), y uint8) of folder/split/<class>/*, decoded once and
+    cached in folder/cache-<split>.npz; unreadable images are left out with a SkippedImages warning,
+    or DataError when strict. A split over memory_budget() is decoded straight to disk
+    (cache-<split>-images.npy) and x is a read-only np.memmap of it: never in memory whole."""
     root = os.path.join(os.fspath(folder), split)
     files = list_tree(root, classes)
     if not files:
         raise DataError(f"{root}: no images in its class folders ({', '.join(classes)})")
     key = _key(files, classes, size, mode)
-    cached = _read_cache(cache_path(folder, split), key)
-    if cached is None:
+    shape = (len(files),) + tuple(size) + (3 if mode == "RGB" else 1,)
+    big = int(np.prod(shape)) > memory_budget()
+    cached = _read_cache(folder, split, key, shape[1:], big)
+    if cached is None and big:
+        x, y, skipped = _decode_to_disk(folder, split, root, files, size, mode, key, shape)
+    elif cached is None:
         x, y, skipped = _decode_all(root, files, size, mode)
         try:
             with atomic_path(cache_path(folder, split)) as tmp:
@@ -376,6 +400,36 @@ def load_tree(folder, split, classes, size, strict=False, mode="RGB"):
     return x, y
 
 
+def _decode_to_disk(folder, split, root, files, size, mode, key, shape):
+    """Decode into a memory-mapped .npy beside the cache (atomically), then map it read-only."""
+    need = int(np.prod(shape))
+    free = shutil.disk_usage(folder).free
+    if free < need + 2**28:
+        raise DataError(f"{root}: its {len(files):,} decoded images need {need // 2**20:,} MB on disk "
+                        f"(more than memory allows), {free // 2**20:,} MB free")
+    try:
+        with atomic_path(rows_path(folder, split)) as tmp:
+            _npy_file(tmp, shape)
+            x = np.load(tmp, mmap_mode="r+", allow_pickle=False)
+            y, skipped = _decode_into(x, root, files, size, mode)
+            x.flush()
+            del x
+        with atomic_path(cache_path(folder, split)) as tmp:
+            np.savez(tmp, y=y, key=np.array(key), skipped=np.array(skipped, dtype=str),
+                     rows=np.array(len(files)))
+    except OSError as e:
+        raise DataError(f"{root}: cannot write its decoded images to {folder} "
+                        f"({e.strerror or e}); {need // 2**20:,} MB are needed") from None
+    return np.load(rows_path(folder, split), mmap_mode="r")[:len(y)], y, skipped
+
+
+def _npy_file(tmp, shape):
+    """An .npy of uint8 zeros of `shape` in the temp file: its header, then the size (sparse)."""
+    with open_temp(tmp) as f:
+        np.lib.format.write_array_header_2_0(f, {"descr": "|u1", "fortran_order": False, "shape": shape})
+        f.truncate(f.tell() + int(np.prod(shape)))
+
+
 def load_tree_listed(folder, split, classes, size, mode="RGB"):
     """(x, y, kept ['class/file'], skipped ['class/file: reason']) of a split: load_tree's images
     with the files they came from, in the same order (uses and fills the cache)."""
@@ -384,8 +438,7 @@ def load_tree_listed(folder, split, classes, size, mode="RGB"):
         x, y = load_tree(folder, split, classes, size, mode=mode)
     root = os.path.join(os.fspath(folder), split)
     files = list_tree(root, classes)
-    cached = _read_cache(cache_path(folder, split), _key(files, classes, size, mode))
-    skipped = list(cached[2]) if cached else []
+    skipped = _cached_skipped(folder, split, _key(files, classes, size, mode))
     gone = {s.split(": ", 1)[0] for s in skipped}
     kept = [rel for rel, *_ in files if rel not in gone]
     if len(kept) != len(y):
@@ -401,14 +454,35 @@ def _key(files, classes, size, mode="RGB"):
     return h.hexdigest()
 
 
-def _read_cache(path, key):
+def _cached_skipped(folder, split, key):
+    """The skipped files the split's cache lists, [] without a matching cache."""
+    try:
+        with np.load(cache_path(folder, split), allow_pickle=False) as f:
+            return [str(s) for s in f["skipped"]] if str(f["key"]) == key else []
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return []
+
+
+def _read_cache(folder, split, key, image_shape, big):
+    """(x, y, skipped) of a split's cache if its key matches, else None (rebuilt). A cache whose
+    images are over the memory budget is mapped from its .npy, never read whole."""
+    path = cache_path(folder, split)
     if not os.path.isfile(path):
         return None
     try:
         with np.load(path, allow_pickle=False) as f:
             if str(f["key"]) != key:
                 return None
-            return f["x"], f["y"], [str(s) for s in f["skipped"]]
+            y, skipped = f["y"], [str(s) for s in f["skipped"]]
+            if "rows" in f.files:
+                x = np.load(rows_path(folder, split), mmap_mode="r", allow_pickle=False)
+                if x.dtype != np.uint8 or x.shape[1:] != tuple(image_shape) or len(x) != int(f["rows"]) \
+                        or len(x) < len(y):
+                    return None
+                return x[:len(y)], y, skipped
+            if big:  # written in memory before the split grew past the budget: decode to disk
+                return None
+            return f["x"], y, skipped
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None  # a damaged cache is rebuilt
 
@@ -416,6 +490,12 @@ def _read_cache(path, key):
 def _decode_all(root, files, size, mode="RGB"):
     h, w = size
     x = np.empty((len(files), h, w, 3 if mode == "RGB" else 1), np.uint8)
+    y, skipped = _decode_into(x, root, files, size, mode)
+    return x[:len(y)], y, skipped
+
+
+def _decode_into(x, root, files, size, mode):
+    """Decode files into the rows of x in order, the unreadable left out: (labels, skipped)."""
     y = np.empty(len(files), np.uint8)
     skipped = []
     n = 0
@@ -428,7 +508,7 @@ def _decode_all(root, files, size, mode="RGB"):
             continue
         y[n] = label
         n += 1
-    return x[:n], y[:n], skipped
+    return y[:n], skipped
 
 
 def count_tree(root, classes):

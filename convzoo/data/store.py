@@ -78,6 +78,35 @@ def split_indices(y, fraction, seed=42):
     return np.setdiff1d(np.arange(len(y)), val), val
 
 
+class Rows:
+    """Rows `index` of a memory-mapped array of images, read when a batch asks for them: a split
+    over the memory budget (folders.memory_budget) is never in memory whole."""
+
+    def __init__(self, array, index=None):
+        if isinstance(array, Rows):
+            array, index = array.array, array.index if index is None else array.index[index]
+        self.array = array
+        self.index = np.arange(len(array)) if index is None else np.asarray(index)
+        self.shape, self.dtype = (len(self.index),) + array.shape[1:], array.dtype
+
+    def __len__(self):
+        return len(self.index)
+
+    def __getitem__(self, k):
+        rows = self.index[k]
+        if np.ndim(rows) == 0:
+            return np.array(self.array[rows])
+        order = np.argsort(rows, kind="stable")  # read the file in order
+        out = np.empty((len(rows),) + self.shape[1:], self.dtype)
+        out[order] = self.array[rows[order]]
+        return out
+
+
+def take(x, index):
+    """x[index]; for a memory-mapped x, a Rows view read a batch at a time."""
+    return Rows(x, index) if isinstance(x, (np.memmap, Rows)) else x[index]
+
+
 def stratified_split(y, fraction, seed=42):
     """split_indices, refusing a fraction that leaves no training or no validation images."""
     if not 0 < fraction < 1:
