@@ -224,16 +224,22 @@ def gradcam_grid(images, cams, captions, columns=6, title=None):
     return fig
 
 
+def _tiles(k, inches):
+    """A figure of k small axes without ticks, 16 to a row: (figure, flat axes)."""
+    columns = min(16, k)
+    rows = (k + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(inches * columns, inches * rows + 0.5), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    return fig, axes.flat
+
+
 def feature_grid(fmap, title, max_maps=64):
     """A conv layer's output channels (HxWxC) as small gray images, each scaled to its own range."""
     fmap = np.asarray(fmap, np.float32)
     k = min(fmap.shape[-1], max_maps)
-    columns = min(16, k)
-    rows = (k + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(0.75 * columns, 0.75 * rows + 0.5), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for i, ax in enumerate(axes.flat[:k]):
+    fig, axes = _tiles(k, 0.75)
+    for i, ax in enumerate(axes[:k]):
         ax.imshow(fmap[..., i], cmap="viridis", interpolation="nearest")
     shown = "" if k == fmap.shape[-1] else f" (first {k})"
     fig.suptitle(title + shown, fontsize=9)
@@ -244,12 +250,8 @@ def filters(kernel, title, max_filters=64):
     """A conv kernel (kh, kw, in, out): colour patches for 3 input channels, else gray (first channel)."""
     kernel = np.asarray(kernel, np.float32)
     k = min(kernel.shape[3], max_filters)
-    columns = min(16, k)
-    rows = (k + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(0.6 * columns, 0.6 * rows + 0.5), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for i, ax in enumerate(axes.flat[:k]):
+    fig, axes = _tiles(k, 0.6)
+    for i, ax in enumerate(axes[:k]):
         w = kernel[..., i]
         if w.shape[-1] == 3:
             lo, hi = w.min(), w.max()
