@@ -10,6 +10,7 @@ import sys
 import click
 
 from convzoo import __version__, bundled, zoo
+from convzoo import export as exports  # its format table (the module imports no TensorFlow)
 from convzoo import data as catalog
 from convzoo.errors import ConvzooError
 
@@ -570,10 +571,11 @@ def compare(checkpoints, output, overwrite, as_json):
     "convzoo export runs/mnist.h5 --format onnx --data-dir data",
     "convzoo export runs/mnist.h5 --format savedmodel --output runs/mnist_serving"))
 @click.argument("checkpoint")
-@click.option("--format", "fmt", required=True, metavar="savedmodel|tflite|onnx",
-              help="SavedModel folder (TF Serving), LiteRT .tflite, or ONNX.")
+@click.option("--format", "fmt", required=True, metavar="|".join(exports.FORMATS),
+              help=", ".join(exports.TITLES.values()) + ".")
 @click.option("--output", type=click.Path(),
-              help="Where to write [default: beside the checkpoint: X_savedmodel/, X.tflite, X.onnx].")
+              help="Where to write [default: beside the checkpoint: "
+                   + ", ".join("X" + s + ("/" if not s.startswith(".") else "") for s in exports.FORMATS.values()) + "].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @data_dir_option
 @click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True,
@@ -584,7 +586,7 @@ def compare(checkpoints, output, overwrite, as_json):
 @click.option("--margin", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="--quantize: accuracy points the export may lose against the checkpoint.")
 def export(checkpoint, fmt, output, overwrite, data_dir, limit, quantize, margin):
-    """Write CHECKPOINT for serving (SavedModel, .tflite, ONNX), checked against it.
+    """Write CHECKPOINT for serving in a --format (TF Serving, LiteRT, ONNX), checked against it.
 
     CHECKPOINT is a .h5/.keras file, or a dataset name for a bundled model. The output carries the
     class names and preprocessing, and takes the same 0..255 input.

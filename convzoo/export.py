@@ -18,7 +18,10 @@ import numpy as np
 from convzoo import __version__
 from convzoo.errors import ConvzooError, DataError, unknown
 
+# a new format: a line in each of these (its suffix, what it is, its packages, where the metadata goes)
+# and a writer _write_NAME below; the CLI's --format help is built from them
 FORMATS = {"savedmodel": "_savedmodel", "tflite": ".tflite", "onnx": ".onnx"}  # name -> output suffix
+TITLES = {"savedmodel": "SavedModel folder (TF Serving)", "tflite": "LiteRT .tflite", "onnx": "ONNX"}
 ALIASES = {"litert": "tflite", "tf_saved_model": "savedmodel", "saved_model": "savedmodel"}  # Keras' names
 NEEDS = {"savedmodel": (), "tflite": ("ai_edge_litert",), "onnx": ("onnx", "onnxruntime", "tf2onnx")}
 TOLERANCE = 1e-4  # largest |probability difference| a float export may show against the .h5
