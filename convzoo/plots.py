@@ -156,11 +156,12 @@ def _gray_or_rgb(img):
     return img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img
 
 
-def _tiles(n, columns, size=1.9):
+def _tiles(n, columns, size=1.9, caption=0.5, top=0.4, layout="constrained"):
+    """n axes without ticks, `columns` to a row, each size x (size + caption) inches."""
     columns = max(1, min(columns, n))
     rows = (max(n, 1) + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(size * columns, (size + 0.5) * rows + 0.4),
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(rows, columns, figsize=(size * columns, (size + caption) * rows + top),
+                             squeeze=False, layout=layout)
     for ax in axes.flat:
         ax.axis("off")
     return fig, axes
@@ -224,22 +225,12 @@ def gradcam_grid(images, cams, captions, columns=6, title=None):
     return fig
 
 
-def _tiles(k, inches):
-    """A figure of k small axes without ticks, 16 to a row: (figure, flat axes)."""
-    columns = min(16, k)
-    rows = (k + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(inches * columns, inches * rows + 0.5), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    return fig, axes.flat
-
-
 def feature_grid(fmap, title, max_maps=64):
     """A conv layer's output channels (HxWxC) as small gray images, each scaled to its own range."""
     fmap = np.asarray(fmap, np.float32)
     k = min(fmap.shape[-1], max_maps)
-    fig, axes = _tiles(k, 0.75)
-    for i, ax in enumerate(axes[:k]):
+    fig, axes = _tiles(k, 16, 0.75, caption=0, top=0.5, layout=None)
+    for i, ax in enumerate(axes.flat[:k]):
         ax.imshow(fmap[..., i], cmap="viridis", interpolation="nearest")
     shown = "" if k == fmap.shape[-1] else f" (first {k})"
     fig.suptitle(title + shown, fontsize=9)
@@ -250,8 +241,8 @@ def filters(kernel, title, max_filters=64):
     """A conv kernel (kh, kw, in, out): colour patches for 3 input channels, else gray (first channel)."""
     kernel = np.asarray(kernel, np.float32)
     k = min(kernel.shape[3], max_filters)
-    fig, axes = _tiles(k, 0.6)
-    for i, ax in enumerate(axes[:k]):
+    fig, axes = _tiles(k, 16, 0.6, caption=0, top=0.5, layout=None)
+    for i, ax in enumerate(axes.flat[:k]):
         w = kernel[..., i]
         if w.shape[-1] == 3:
             lo, hi = w.min(), w.max()
