@@ -5,10 +5,10 @@ devices; multiworker is tf.distribute.MultiWorkerMirroredStrategy over the clust
 TF_CONFIG is read and checked here without TensorFlow, so a bad one fails before training starts.
 """
 import collections
+import contextlib
 import json
 import os
 import shutil
-import time
 
 from convzoo.errors import ConvzooError
 
@@ -141,73 +141,32 @@ def summary(info, batch_size):
             f"about {-(-batch_size // info['replicas'])} per replica")
 
 
-def fit_loop(strat, model, optimizer, loss_fn, head, run, train_ds, val_ds):
-    """What Keras fit does per epoch, written out with strategy.run. Keras 3.15's fit fails under
-    tf.distribute: its first-batch build reduces the input images across replicas, which fails when
-    a batch does not split evenly (MirroredStrategy; keras-team/keras#19246) and always with several
-    workers, whose metric reduction fails too (keras-team/keras#20585). Every worker runs every
-    step, save and collective op in the same order."""
+def datasets(strat, run, train_ds, val_ds):
+    """The custom loop's (train_batches, val_batches) under `strat`, each worker taking its share of
+    every global batch; a multi-worker run first takes the chief's state. Keras 3.15's fit fails
+    under tf.distribute: its first-batch build reduces the input images across replicas, which
+    fails when a batch does not split evenly (MirroredStrategy; keras-team/keras#19246) and always
+    with several workers, whose metric reduction fails too (keras-team/keras#20585)."""
     import tensorflow as tf
 
     if run.p.distribute == "multiworker":
         _start_from_chief(strat, run)
-    options = tf.data.Options()  # each worker takes its share of every global batch
+    options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     train_ds = strat.experimental_distribute_dataset(train_ds.with_options(options))
     val_ds = strat.experimental_distribute_dataset(val_ds.with_options(options))
+    return (lambda epoch: train_ds), (lambda: val_ds)
 
-    def sums(y, out):
-        """Per-example losses and the count of right answers (Keras' "accuracy" for the head)."""
-        per_example = loss_fn.call(y, out)
-        if head == "sigmoid":
-            right = tf.equal(tf.cast(out > 0.5, tf.float32), tf.cast(y, tf.float32))
-        else:
-            right = tf.equal(tf.argmax(out, -1, output_type=tf.int32), tf.cast(tf.reshape(y, [-1]), tf.int32))
-        n = tf.cast(tf.shape(per_example)[0], tf.float32)
-        return per_example, tf.stack([tf.reduce_sum(per_example), tf.reduce_sum(tf.cast(right, tf.float32)), n])
 
-    def train_step(x, y):
-        with tf.GradientTape() as tape:
-            out = model(x, training=True)
-            per_example, totals = sums(y, out)
-            # the mean over the global batch; the optimizer sums the replicas' gradients
-            loss = tf.nn.compute_average_loss(per_example)
-            if model.losses:
-                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return totals
-
-    def val_step(x, y):
-        return sums(y, model(x, training=False))[1]
-
-    @tf.function(reduce_retracing=True)
-    def train_batch(x, y):
-        return strat.reduce("SUM", strat.run(train_step, args=(x, y)), axis=None)
-
-    @tf.function(reduce_retracing=True)
-    def val_batch(x, y):
-        return strat.reduce("SUM", strat.run(val_step, args=(x, y)), axis=None)
-
-    def over(batches, fn):
-        total = 0.0
-        for x, y in batches:
-            run.stop.check()
-            total = total + fn(x, y).numpy()
-        return total[0] / max(total[2], 1), total[1] / max(total[2], 1)
+@contextlib.contextmanager
+def worker_errors(run):
+    """A worker that stopped or cannot be reached, as one line."""
+    import tensorflow as tf
 
     try:
-        for epoch in run.epochs_left():
-            t0 = time.time()
-            loss, acc = over(run.watch.epoch_batches(epoch, train_ds), train_batch)
-            val_loss, val_acc = over(val_ds, val_batch)
-            run.end_epoch(epoch, {"loss": loss, "accuracy": acc, "val_loss": val_loss,
-                                  "val_accuracy": val_acc}, time.time() - t0)
-            # every worker sees the same reduced metrics, so all stop early here; no budget on several
-            if run.stopped_early or run.watch.stop:
-                break
+        yield
     except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
-            tf.errors.CancelledError) as e:  # a worker stopped or cannot be reached
+            tf.errors.CancelledError) as e:
         raise ConvzooError(f"multi-worker training stopped after epoch {run.done}: another worker "
                            f"stopped or cannot be reached ({_first_line(e)}); the last good checkpoint "
                            "is kept: start every worker again with --resume") from None

@@ -3,6 +3,8 @@ its first layer, so predict cannot skip it."""
 import keras
 from keras import layers
 
+from convzoo import heads
+
 
 def _start(input_shape, augment=()):
     return [keras.Input(shape=input_shape), *augment, layers.Rescaling(1.0 / 255)]
@@ -239,7 +241,7 @@ def _transfer(input_shape, num_classes, augment, weights, finetune, name, head="
         raise ConvzooError(f"{weights}: no convolutional base (nothing before a Flatten layer)")
     old = [layer for layer in (source.layers if whole else source.layers[:cut])
            if not isinstance(layer, layers.Rescaling) and not is_augmentation(layer)]
-    if whole and old[-1].get_config().get("units") != (1 if head == "sigmoid" else num_classes):
+    if whole and old[-1].get_config().get("units") != heads.units(head, num_classes):
         raise ConvzooError(f"--weights {weights}: its head has {old[-1].get_config().get('units')} "
                            f"outputs; this dataset needs {name}'s for {num_classes} classes")
     clones = [type(layer).from_config({**layer.get_config(),

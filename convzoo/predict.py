@@ -7,6 +7,7 @@ from PIL import Image
 
 from convzoo import images
 from convzoo.errors import ConvzooError, ImageError
+from convzoo.heads import probabilities  # noqa: F401 -- predict.probabilities, as its callers name it
 
 
 def expand(paths):
@@ -67,18 +68,6 @@ def to_input(path, meta):
         img = Image.fromarray(arr).resize((w, h), Image.BILINEAR)
         arr = np.asarray(img)
     return arr.reshape(h, w, c)
-
-
-def probabilities(raw, head):
-    """Model outputs -> class probabilities (n, classes)."""
-    raw = np.asarray(raw, dtype=np.float64)
-    if head == "logits":
-        e = np.exp(raw - raw.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
-    if head == "sigmoid":
-        p = raw.reshape(-1)
-        return np.stack([1 - p, p], axis=1)
-    return raw
 
 
 def raw_outputs(model, x, batch_size=256, progress=None):

@@ -413,11 +413,7 @@ class Run:
     def end_epoch(self, epoch, logs, seconds):
         row = {"epoch": epoch + 1, "seconds": round(seconds, 2),
                **{k: float(logs[k]) for k in COLUMNS[1:5] if k in logs}}
-        bad = [k for k in ("loss", "val_loss") if k in row and not math.isfinite(row[k])]
-        if bad or "loss" not in row:
-            raise Diverged(f"training diverged: {bad[0] if bad else 'loss'} is "
-                           f"{row.get(bad[0] if bad else 'loss', 'nan')} in epoch {epoch + 1}; "
-                           f"the last good checkpoint is kept; try a lower --learning-rate")
+        check_finite(row, epoch)
         for k in COLUMNS:
             self.history[k].append(row.get(k))
         eta = self.watch.end_epoch(epoch, row) if self.watch else ""  # " - run ETA ..."
@@ -463,6 +459,16 @@ class Run:
         write_text(self.file("config.json"), json.dumps(cfg, indent=2) + "\n")
         save_figure(plots.curves(self.history, self.p.model, self.p.dataset), self.file("curves.png"))
         return meta
+
+
+def check_finite(logs, epoch):
+    """The one NaN check, by every loop after each training step and at each epoch's end: Diverged
+    when the loss (or the validation loss) is missing, NaN or infinite."""
+    bad = [k for k in ("loss", "val_loss") if k in logs and not math.isfinite(float(logs[k]))]
+    if bad or "loss" not in logs:
+        key = bad[0] if bad else "loss"
+        raise Diverged(f"training diverged: {key} is {float(logs.get(key, math.nan))} in epoch {epoch + 1}; "
+                       f"the last good checkpoint is kept; try a lower --learning-rate")
 
 
 def best_epoch(history, monitor):

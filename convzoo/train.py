@@ -1,6 +1,7 @@
-"""Training: plan() resolves and checks a run; train() builds the model and runs Keras fit for
-most recipes, S1's hand-written GradientTape loop, or distributed.fit_loop. The per-epoch state
-(history, checkpoint, state.npz, run folder) is runstate.Run's.
+"""Training: plan() resolves and checks a run; train() builds the model and runs one of the two
+loops of loop.py: Keras fit for most recipes, the custom loop for S1's hand-written GradientTape
+recipe and --distribute. The per-epoch state (history, checkpoint, state.npz, run folder) is
+runstate.Run's.
 """
 import dataclasses
 import math
@@ -12,10 +13,10 @@ import time
 
 import numpy as np
 
-from convzoo import backend, cpu, distributed, interrupt, tricks, watch, zoo
+from convzoo import backend, cpu, distributed, heads, interrupt, loop, tricks, watch, zoo
 from convzoo import data as catalog
 from convzoo.data import store
-from convzoo.errors import ConvzooError, Diverged, Interrupted
+from convzoo.errors import ConvzooError, Diverged, Interrupted  # noqa: F401 -- train.Diverged
 from convzoo.fileio import check_output, real_folder, refuse_link
 from convzoo.runstate import Run, StateError, inference_model, locked, read_state, run_folder, state_path  # noqa: F401
 
@@ -310,10 +311,6 @@ def _shifted(keras, schedule, start):
     return Shifted()
 
 
-def _loss(keras, head, label_smoothing=0.0):
-    return tricks.loss(keras, head, label_smoothing)
-
-
 def train(p, log=lambda msg: print(msg, file=sys.stderr), opts=None):
     """Train per plan `p` (watched per `opts`, a watch.Options); returns the checkpoint metadata."""
     opts, started = opts or watch.Options(), time.monotonic()
@@ -342,9 +339,6 @@ def _train(p, log, keras, strategy, opts, started):
                 _loop(p, keras, strategy, run, opts, started)
                 if run.watch and run.watch.stop:
                     log(run.watch.stop_message)
-                elif run.epochs_left():  # TerminateOnNaN stopped fit before an epoch ended
-                    raise Diverged(f"training diverged (NaN loss) in epoch {run.done + 1}; the last good "
-                                   f"checkpoint is kept; try a lower --learning-rate")
                 return run.finish()
         except KeyboardInterrupt:
             raise Interrupted(_interrupted(p, run.done if run else 0, created)) from None
@@ -364,8 +358,7 @@ def _setup(p, log, keras, stop):
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-    if spec.head == "sigmoid":  # binary cross-entropy wants (n, 1) float targets
-        y_tr, y_va = (y.reshape(-1, 1).astype("float32") for y in (y_tr, y_va))
+    y_tr, y_va = heads.targets(y_tr, spec.head), heads.targets(y_va, spec.head)
     keras.mixed_precision.set_global_policy(p.recipe.precision)
     try:
         model = _build(p, info)
@@ -417,25 +410,36 @@ def _loop(p, keras, strategy, run, opts, started):
     run.watch = watch.Watch(opts, len(y_tr), bs, p.recipe.epochs, run.done, started)
     if opts.tensorboard and not fit:
         run.watch.writers = watch.summary_writers(p.run_dir, fresh=not p.resume)
-    if strategy is not None:  # Keras 3.15's fit fails under tf.distribute: see fit_loop
-        loss = _loss(keras, spec.head, p.recipe.label_smoothing)
-        distributed.fit_loop(strategy, model, run.optimizer, loss,
-                             spec.head, run, pipeline(x_tr, y_tr, bs, shuffle_seed=p.seed),
-                             pipeline(x_va, y_va, bs))
+    loss = heads.loss(keras, spec.head, p.recipe.label_smoothing)
+    if strategy is not None:  # the custom loop: Keras 3.15's fit fails under tf.distribute
+        train_batches, val_batches = distributed.datasets(
+            strategy, run, pipeline(x_tr, y_tr, bs, shuffle_seed=p.seed), pipeline(x_va, y_va, bs))
+        with distributed.worker_errors(run):
+            loop.custom(keras, run, loss, train_batches, val_batches)
     elif p.recipe.loop == "tape":
-        tape_loop(model, run.optimizer, _loss(keras, spec.head, p.recipe.label_smoothing), run,
-                  x_tr, y_tr, x_va, y_va)
+        train_batches, val_batches = tape_batches(run)
+        loop.custom(keras, run, loss, train_batches, val_batches)
     elif run.epochs_left():
         weights = balanced_weights(y_tr, len(run.info.classes)) if p.class_weight else None
         if weights:
             log("class weights (balanced): " + ", ".join(f"{run.info.classes[c]} {w:.3f}"
                                                          for c, w in weights.items()))
-        model.fit(pipeline(x_tr, y_tr, bs, shuffle_seed=p.seed), epochs=p.recipe.epochs,
-                  class_weight=weights,
-                  initial_epoch=run.done, validation_data=pipeline(x_va, y_va, bs),
-                  shuffle=False, verbose=0,  # the pipeline shuffles
-                  callbacks=[keras.callbacks.TerminateOnNaN(), _EpochEnd(keras, run),
-                             *watch.keras_callbacks(keras, run.watch, p.run_dir, initial=not p.resume)])
+        loop.fit(keras, run, pipeline(x_tr, y_tr, bs, shuffle_seed=p.seed), pipeline(x_va, y_va, bs), weights)
+
+
+def tape_batches(run):
+    """S1's data order: each epoch a permutation seeded by (seed, epoch), so a resumed run sees the
+    same batches as one that was never stopped; validation in chunks of 1024."""
+    (x_tr, y_tr, x_va, y_va), bs = run.data, run.p.recipe.batch_size
+
+    def train_batches(epoch):
+        order = np.random.default_rng([run.p.seed, epoch]).permutation(len(y_tr))
+        return ((x_tr[order[i:i + bs]], y_tr[order[i:i + bs]]) for i in range(0, len(order), bs))
+
+    def val_batches():
+        return ((x_va[i:i + 1024], y_va[i:i + 1024]) for i in range(0, len(y_va), 1024))
+
+    return train_batches, val_batches
 
 
 def _measure(keras, run, strategy, fit):
@@ -447,7 +451,7 @@ def _measure(keras, run, strategy, fit):
         return watch.measure_fit(keras, run.model, train, val, min(bs, len(y_tr)), min(bs, len(y_va)),
                                  STEPS_PER_EXECUTION, check=run.stop.check)
     return watch.measure(keras, run.model, _optimizer(keras, p.recipe, 1),
-                         _loss(keras, run.spec.head, p.recipe.label_smoothing),
+                         heads.loss(keras, run.spec.head, p.recipe.label_smoothing), run.spec.head,
                          x_tr, y_tr, x_va, p.recipe.batch_size, strategy,
                          fixed=p.distribute == "multiworker", check=run.stop.check)
 
@@ -516,7 +520,8 @@ def set_threads(intra=None, inter=None):
 def compile_model(keras, model, optimizer, head, jit=None, steps_per_execution=None,
                   label_smoothing=0.0):
     """compile() as every convzoo fit runs it (bench/levers.py measures the choices)."""
-    model.compile(optimizer=optimizer, loss=_loss(keras, head, label_smoothing), metrics=["accuracy"],
+    # "accuracy": Keras picks heads.accuracy(keras, head) for the head's loss (a test checks it)
+    model.compile(optimizer=optimizer, loss=heads.loss(keras, head, label_smoothing), metrics=["accuracy"],
                   jit_compile=JIT if jit is None else jit,
                   steps_per_execution=steps_per_execution or STEPS_PER_EXECUTION)
 
@@ -556,69 +561,3 @@ def warm_start(model, path):
         raise ConvzooError(f"--weights {path}: its layers do not match {model.name}'s")
     for new, old in zip(mine, theirs):
         new.set_weights(old.get_weights())
-
-
-def _EpochEnd(keras, run):
-    class EpochEnd(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.time()
-
-        def on_train_batch_end(self, batch, logs=None):
-            run.stop.check()
-
-        def on_test_batch_end(self, batch, logs=None):
-            run.stop.check()
-
-        def on_epoch_end(self, epoch, logs=None):
-            run.end_epoch(epoch, logs or {}, time.time() - self.t0)
-            if run.stopped_early:
-                self.model.stop_training = True
-
-    return EpochEnd()
-
-
-def tape_loop(model, optimizer, loss_fn, run, x_tr, y_tr, x_va, y_va):
-    """S1: plain mini-batch SGD with a hand-written tf.GradientTape step (not Keras fit)."""
-    import tensorflow as tf
-
-    @tf.function
-    def step(x, y):
-        with tf.GradientTape() as tape:
-            logits = model(x, training=True)
-            loss = loss_fn(y, logits)
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
-                                                 tf.cast(y, tf.int32)), tf.float32))
-        return loss, correct
-
-    @tf.function
-    def score(x, y):
-        logits = model(x, training=False)
-        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
-                                                 tf.cast(y, tf.int32)), tf.float32))
-        return loss_fn(y, logits), correct
-
-    def mean_over(batches, fn):
-        total_loss = total_correct = n = 0.0
-        for xb, yb in batches:
-            run.stop.check()
-            loss, correct = fn(xb, yb)
-            total_loss += float(loss) * len(yb)
-            total_correct += float(correct)
-            n += len(yb)
-        return total_loss / n, total_correct / n
-
-    bs = run.p.recipe.batch_size
-    for epoch in run.epochs_left():
-        t0 = time.time()
-        order = np.random.default_rng([run.p.seed, epoch]).permutation(len(y_tr))
-        # the loss is averaged over the epoch (the notes appended it inside the batch loop)
-        loss, acc = mean_over(run.watch.epoch_batches(epoch, ((x_tr[order[i:i + bs]], y_tr[order[i:i + bs]])
-                                                             for i in range(0, len(order), bs))), step)
-        val_loss, val_acc = mean_over(((x_va[i:i + 1024], y_va[i:i + 1024])
-                                       for i in range(0, len(y_va), 1024)), score)
-        run.end_epoch(epoch, {"loss": loss, "accuracy": acc, "val_loss": val_loss,
-                              "val_accuracy": val_acc}, time.time() - t0)
-        if run.stopped_early or run.watch.stop:
-            break
