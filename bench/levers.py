@@ -42,6 +42,16 @@ LEVERS = {
 }
 
 
+def set_threads(intra=None, inter=None):
+    """TensorFlow's thread pools (before any op runs); None keeps TensorFlow's default."""
+    import tensorflow as tf
+
+    if intra:
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+    if inter:
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
+
+
 def worker(cfg, images, repeats):
     """Runs in a child process: images/s of one setting (median over `repeats` epochs)."""
     if cfg.get("backend"):
@@ -53,7 +63,7 @@ def worker(cfg, images, repeats):
     from convzoo.data import mnist
 
     if cfg.get("backend", "tensorflow") == "tensorflow":
-        train.set_threads(cfg.get("intra"), cfg.get("inter"))
+        set_threads(cfg.get("intra"), cfg.get("inter"))
     import keras
 
     x, y = mnist.load(os.path.join(ROOT, "data", "mnist"), "train")
@@ -66,7 +76,7 @@ def worker(cfg, images, repeats):
     batch = cfg.get("batch", 128)
     recipe = zoo.get_spec("mnist-cnn").recipe.with_overrides(batch_size=batch)
     model = zoo.build_model("mnist-cnn", "mnist", (28, 28, 1), 10)
-    train.compile_model(keras, model, train._optimizer(keras, recipe, 1000), "softmax",
+    train.compile_model(keras, model, train.optimizer(keras, recipe, 1000), "softmax",
                         jit=cfg.get("jit", train.JIT), steps_per_execution=cfg.get("spe", train.STEPS_PER_EXECUTION))
     kind = cfg.get("pipeline", train.PIPELINE)
     if kind == "arrays":

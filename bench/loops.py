@@ -37,7 +37,7 @@ def worker(setting, model_name, images, epochs):
     recipe, bs = spec.recipe, spec.recipe.batch_size
     keras.utils.set_random_seed(0)
     model = zoo.build_model(model_name, spec.datasets[0], (28, 28, 1), 10)
-    optimizer = train._optimizer(keras, recipe, -(-images // bs))
+    optimizer = train.optimizer(keras, recipe, -(-images // bs))
     if setting == "fit":
         train.compile_model(keras, model, optimizer, spec.head)
         ds = train.pipeline(x, y, bs, shuffle_seed=0)

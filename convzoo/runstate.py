@@ -22,7 +22,7 @@ import zlib
 import numpy as np
 
 from convzoo import __version__, backend, checkpoint, cpu, text, zoo
-from convzoo.errors import ConvzooError, Diverged
+from convzoo.errors import ConvzooError, Diverged, StateError
 from convzoo.fileio import atomic_path, open_temp, real_folder, save_figure, write_text
 
 COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
@@ -40,14 +40,10 @@ MAX_STATE_TEXT = 2**20  # plan and history: a few KB each, as JSON
 NPY_HEADER = 4096  # an .npy member's header, beside its data
 STATE_FIELD = re.compile(r"(plan|history|[wo](0|[1-9][0-9]{0,5}))\.npy")
 PLAN_TYPES = {"dataset": str, "model": str, "recipe": dict, "seed": int, "limit": (int, type(None)),
-              "data_dir": str}  # what --resume reads from the stored plan (values: train._resume_plan)
+              "data_dir": str}  # what --resume reads from the stored plan (values: plan._resume_plan)
 PLAN_OPTIONAL = {"save_best": bool, "early_stop": (int, type(None)), "monitor": str,
                  "weights": (str, type(None)), "deterministic": bool, "decay_from": int,
                  "class_weight": (str, type(None))}  # absent in older run states
-
-
-class StateError(ConvzooError):
-    """A state.npz that is damaged, tampered with, or not this model's."""
 
 
 def read_state(path, shapes=None):
@@ -305,7 +301,9 @@ class Run:
         self.data = None  # (x_train, y_train, x_val, y_val)
         self.distribute = None  # the strategy and replica count, for the metadata
         self.started_from = started_from(p.weights)
-        self._source = inference_model(model)
+        from convzoo import nets  # Keras: imported once training has set it up
+
+        self._source = nets.inference_model(model)
         # mixed precision: checkpoints stay float32, in a twin that takes the weights at each save
         self.saved_model = self._source if p.recipe.precision == "float32" else float32_twin(self._source)
 
@@ -506,21 +504,6 @@ def float32_twin(model):
         if "dtype" in layer["config"]:
             layer["config"]["dtype"] = "float32"
     return keras.Sequential.from_config(cfg)
-
-
-def inference_model(model):
-    """The model without its augmentation layers (identity outside training), sharing its weights.
-
-    Checkpoints hold this one: predict runs no random layers, and Keras 3.15 cannot reload a
-    saved RandomShear (its stored factors fail its own range check).
-    """
-    from convzoo import nets
-
-    keep = [layer for layer in model.layers if not nets.is_augmentation(layer)]
-    if len(keep) == len(model.layers):
-        return model
-    keras = backend.load()
-    return keras.Sequential([keras.Input(shape=model.input_shape[1:]), *keep], name=model.name)
 
 
 def history_csv(history):

@@ -341,7 +341,7 @@ def dry_run(p):
     keras.utils.set_random_seed(p.seed)
     keras.mixed_precision.set_global_policy(p.recipe.precision)
     try:
-        model = training._build(p, info)
+        model = training.build(p, info)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     bs = p.recipe.batch_size
@@ -350,7 +350,7 @@ def dry_run(p):
     x = rng.integers(0, 256, (n, *info.input_shape), dtype=np.uint8)
     y = rng.integers(0, len(info.classes), n)
     y = heads.targets(y, spec.head)
-    rates = measure(keras, model, training._optimizer(keras, p.recipe, math.ceil(n_train / bs)),
+    rates = measure(keras, model, training.optimizer(keras, p.recipe, math.ceil(n_train / bs)),
                     heads.loss(keras, spec.head, p.recipe.label_smoothing), spec.head, x, y, x, bs)
     recipe = ", ".join(f"{f.name} {getattr(p.recipe, f.name)}" for f in dataclasses.fields(p.recipe))
     lines = [

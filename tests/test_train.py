@@ -129,14 +129,14 @@ def test_real_mnist_quick_run_beats_90_percent(runner, shared_datasets, tmp_path
 def test_weights_warm_start_from_own_checkpoint(runner, tmp_path):
     """--weights CHECKPOINT on a plain zoo model starts from that checkpoint's weights; a checkpoint
     of another model is refused with one line."""
-    from convzoo import backend, checkpoint, train
+    from convzoo import backend, checkpoint, nets
 
     res = invoke(runner, "train", "mnist", "--model", "mnist-vgg", "--epochs", "1", "--limit", "300",
                  "--data-dir", SAMPLE, "--output", "a.h5")
     assert res.exit_code == 0, res.output
     backend.load()
     fresh = zoo.build_model("mnist-vgg", "mnist", (28, 28, 1), 10)  # with its augmentation layers
-    train.warm_start(fresh, tmp_path / "a.h5")
+    nets.warm_start(fresh, tmp_path / "a.h5")
     saved, _ = checkpoint.load(tmp_path / "a.h5")
     batch = np.random.default_rng(0).integers(0, 256, (4, 28, 28, 1)).astype("uint8")
     assert np.allclose(fresh(batch, training=False), saved(batch, training=False), atol=1e-6)

@@ -179,7 +179,7 @@ def test_ema_weights_are_the_average_at_every_epoch_end():
 
     from convzoo import train
 
-    opt = train._optimizer(keras, zoo.Recipe(learning_rate=0.1, epochs=2, ema=0.5), 5)
+    opt = train.optimizer(keras, zoo.Recipe(learning_rate=0.1, epochs=2, ema=0.5), 5)
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
     model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", steps_per_execution=8)
     x = np.random.default_rng(0).normal(size=(40, 3)).astype("float32")
