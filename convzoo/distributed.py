@@ -22,7 +22,7 @@ TF_CONFIG_HELP = ('TF_CONFIG=\'{"cluster": {"worker": ["host1:port", "host2:port
                   '"task": {"type": "worker", "index": 0}}\'')
 
 
-def check(kind, devices=None):
+def parse_tf_config(kind, devices=None):
     """This process's Task for --distribute multiworker (from $TF_CONFIG), else None; ConvzooError
     for a missing or malformed TF_CONFIG and for --devices without --distribute mirrored."""
     if devices is not None and kind != "mirrored":
@@ -67,7 +67,7 @@ def _is_address(text):
     return bool(host) and port.isdigit() and 0 < int(port) < 65536
 
 
-def scratch_path(output, task):
+def worker_copy(output, task):
     """Where a non-chief worker writes its copy of the run: workertemp_N beside --output, as the
     TensorFlow multi-worker guide does, so that saving (which may run collective ops) runs on every
     worker but only the chief's files land at --output."""
@@ -75,7 +75,7 @@ def scratch_path(output, task):
     return os.path.join(folder, f"workertemp_{task.index}", name)
 
 
-def remove_scratch(output, run_dir):
+def remove_worker_copy(output, run_dir):
     """A non-chief worker's copy, once the run has finished."""
     if os.path.isfile(output):
         os.remove(output)
@@ -127,7 +127,7 @@ def describe(strat, kind):
         return None
     info = {"strategy": kind, "replicas": int(strat.num_replicas_in_sync), "workers": 1}
     if kind == "multiworker":
-        info["workers"] = check(kind).workers
+        info["workers"] = parse_tf_config(kind).workers
     else:
         info["devices"] = [d.rsplit("device:", 1)[-1] for d in strat.extended.worker_devices]
     return info
@@ -178,7 +178,7 @@ def _start_from_chief(strat, run):
     worker's save and another's), and the chief's files are the ones that count."""
     import numpy as np
 
-    chief = not run.p.scratch
+    chief = not run.p.non_chief
     done = int(_from_chief(strat, chief, np.array([run.done], np.float64))[0])
     keys = sorted(run.history)
     mine = np.array([[np.nan if v is None else v for v in run.history[k]] for k in keys], np.float64)

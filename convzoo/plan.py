@@ -45,7 +45,7 @@ class Plan:
     devices: int | None = None  # --distribute mirrored: GPUs, or logical CPUs without a GPU
     deterministic: bool = False  # TensorFlow's op determinism: the same command gives the same weights
     decay_from: int = 0  # a cosine schedule decays from this epoch on (a run extended by --resume)
-    scratch: bool = False  # a multi-worker non-chief: its files are a temp copy, removed at the end
+    non_chief: bool = False  # a multi-worker non-chief: its files are a temp copy, removed at the end
     class_weight: str | None = None  # "balanced": the loss weighted by inverse class frequency
 
     @property
@@ -87,16 +87,16 @@ def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None,
         raise ConvzooError(f"--monitor {monitor}: choose {' or '.join(MONITORS)}")
     if monitor and not (early_stop or save_best or resume):
         raise ConvzooError("--monitor chooses what --early-stop and --save-best follow; pass one of them")
-    task = distributed.check(distribute, devices)  # a bad TF_CONFIG fails before anything is written
-    scratch = task is not None and not task.chief
+    task = distributed.parse_tf_config(distribute, devices)  # a bad TF_CONFIG fails before anything is written
+    non_chief = task is not None and not task.chief
     if resume:
-        if scratch:  # each worker resumes from its own copy of the run state
-            output = distributed.scratch_path(
+        if non_chief:  # each worker resumes from its own copy of the run state
+            output = distributed.worker_copy(
                 output or default_output(model or info.default_model, dataset), task)
         p = _resume_plan(info, model, output, data_dir, seed, limit,
                          dict(save_best=save_best or None, early_stop=early_stop, monitor=monitor,
                               deterministic=deterministic or None), overrides)
-        p.strict, p.distribute, p.devices, p.scratch = strict, distribute, devices, scratch
+        p.strict, p.distribute, p.devices, p.non_chief = strict, distribute, devices, non_chief
         _check_distribute(p.model, p.recipe, distribute)
         return p
     seed = 0 if seed is None else seed
@@ -121,11 +121,11 @@ def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None,
             output = next_free(output)
     output = output or default_output(model, dataset)
     _no_links(output)
-    if os.path.lexists(output) and not os.path.isdir(output) and not overwrite and not scratch:
+    if os.path.lexists(output) and not os.path.isdir(output) and not overwrite and not non_chief:
         raise ConvzooError(f"{os.path.abspath(output)} already exists; pass --overwrite to replace it, or "
                            f"--output auto to write {next_free(default_output(model, dataset))}")
-    if scratch:  # only the chief writes --output; this worker's copy goes to workertemp_N beside it
-        output, overwrite = distributed.scratch_path(output, task), True
+    if non_chief:  # only the chief writes --output; this worker's copy goes to workertemp_N beside it
+        output, overwrite = distributed.worker_copy(output, task), True
         _no_links(output)
     if not output.endswith((".h5", ".keras")):
         raise ConvzooError(f"--output {output}: the checkpoint name must end in .h5 or .keras")
@@ -138,7 +138,7 @@ def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None,
                 save_best=save_best, early_stop=early_stop,
                 monitor=monitor or ("val_loss" if early_stop else "val_accuracy"), weights=weights,
                 deterministic=deterministic, strict=strict, distribute=distribute,
-                devices=devices, scratch=scratch, class_weight=class_weight)
+                devices=devices, non_chief=non_chief, class_weight=class_weight)
 
 
 def _no_links(output):

@@ -303,9 +303,9 @@ class Run:
         self.started_from = started_from(p.weights)
         from convzoo import nets  # Keras: imported once training has set it up
 
-        self._source = nets.inference_model(model)
+        self._inference = nets.inference_model(model)
         # mixed precision: checkpoints stay float32, in a twin that takes the weights at each save
-        self.saved_model = self._source if p.recipe.precision == "float32" else float32_twin(self._source)
+        self.float32_model = self._inference if p.recipe.precision == "float32" else float32_twin(self._inference)
 
     @property
     def done(self):
@@ -430,9 +430,9 @@ class Run:
 
     def to_save(self):
         """The model a checkpoint holds: the inference model, or its float32 twin, kept in step."""
-        if self.saved_model is not self._source:
-            self.saved_model.set_weights(self._source.get_weights())
-        return self.saved_model
+        if self.float32_model is not self._inference:
+            self.float32_model.set_weights(self._inference.get_weights())
+        return self.float32_model
 
     def finish(self):
         try:

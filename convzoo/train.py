@@ -56,7 +56,7 @@ def train(p, log=lambda msg: print(msg, file=sys.stderr), opts=None):
     opts, started = opts or watch.Options(), time.monotonic()
     keras = backend.load()
     if p.distribute == "multiworker":  # the strategy waits here until every worker has joined
-        task = distributed.check(p.distribute)
+        task = distributed.parse_tf_config(p.distribute)
         log(f"{task.type} {task.index} of {task.workers} workers{' (chief)' if task.chief else ''}: "
             f"waiting for every worker to join")
     strategy = distributed.strategy(p.distribute, p.devices)  # before anything sets up TF's devices
@@ -64,8 +64,8 @@ def train(p, log=lambda msg: print(msg, file=sys.stderr), opts=None):
         return _train(p, log, keras, None, opts, started)
     with strategy.scope():  # the model, optimizer and training loop under the strategy
         meta = _train(p, log, keras, strategy, opts, started)
-    if p.scratch:
-        distributed.remove_scratch(p.output, p.run_dir)
+    if p.non_chief:
+        distributed.remove_worker_copy(p.output, p.run_dir)
     return meta
 
 
