@@ -1,6 +1,7 @@
-"""The training loops. Keras fit runs most recipes (faster on one device: bench/loops.py); one custom
-loop, written out with strategy.run under the current tf.distribute strategy (the default one on
-one device), runs S1's hand-written GradientTape recipe (loop="tape") and --distribute. Both call
+"""The training loops. Keras fit runs most recipes (with class weights, per-step TensorBoard logs
+and the fit estimate; bench/levers.py's custom_loop rows time the custom loop against it); one
+custom loop, written out with strategy.run under the current tf.distribute strategy (the default
+one on one device), runs S1's hand-written GradientTape recipe (loop="tape") and --distribute. Both call
 Run.end_epoch once per epoch, check the loss with runstate.check_finite and take their accuracy
 from heads.accuracy.
 
