@@ -58,7 +58,7 @@ def worker(model, deterministic, images, epochs, data_dir):
     spec, info = zoo.get_spec(model), catalog.get(MODELS[model])
     net = zoo.build_model(model, MODELS[model], info.input_shape, len(info.classes), augment=spec.recipe.augment)
     batch = spec.recipe.batch_size
-    train.compile_model(keras, net, train._optimizer(keras, spec.recipe, -(-images // batch)), spec.head)
+    train.compile_model(keras, net, train.optimizer(keras, spec.recipe, -(-images // batch)), spec.head)
     ds = train.pipeline(x, y, batch, shuffle_seed=0)
     net.fit(ds, epochs=1, shuffle=False, verbose=0)  # tracing and warm-up
     times = []

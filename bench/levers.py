@@ -14,7 +14,9 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import machine
+
+ROOT = machine.ROOT
 
 # name -> settings that differ from convzoo's default path (see train.compile_model / pipeline)
 LEVERS = {
@@ -39,7 +41,21 @@ LEVERS = {
     "mixed_bfloat16": {"policy": "mixed_bfloat16"},
     "backend_jax": {"backend": "jax"},
     "backend_torch": {"backend": "torch"},
+    # convzoo's custom loop (loop.steps, the default strategy) instead of Keras fit: fed by
+    # train.pipeline as --distribute does, or by NumPy slices as S1's recipe does
+    "custom_loop": {"loop": "pipeline"},
+    "custom_loop_arrays": {"loop": "arrays"},
 }
+
+
+def set_threads(intra=None, inter=None):
+    """TensorFlow's thread pools (before any op runs); None keeps TensorFlow's default."""
+    import tensorflow as tf
+
+    if intra:
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+    if inter:
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
 
 
 def worker(cfg, images, repeats):
@@ -49,11 +65,11 @@ def worker(cfg, images, repeats):
     sys.path.insert(0, ROOT)
     import numpy as np
 
-    from convzoo import train, zoo
+    from convzoo import heads, loop, train, zoo
     from convzoo.data import mnist
 
     if cfg.get("backend", "tensorflow") == "tensorflow":
-        train.set_threads(cfg.get("intra"), cfg.get("inter"))
+        set_threads(cfg.get("intra"), cfg.get("inter"))
     import keras
 
     x, y = mnist.load(os.path.join(ROOT, "data", "mnist"), "train")
@@ -66,17 +82,27 @@ def worker(cfg, images, repeats):
     batch = cfg.get("batch", 128)
     recipe = zoo.get_spec("mnist-cnn").recipe.with_overrides(batch_size=batch)
     model = zoo.build_model("mnist-cnn", "mnist", (28, 28, 1), 10)
-    train.compile_model(keras, model, train._optimizer(keras, recipe, 1000), "softmax",
-                        jit=cfg.get("jit", train.JIT), steps_per_execution=cfg.get("spe", train.STEPS_PER_EXECUTION))
+    optimizer = train.optimizer(keras, recipe, 1000)
     kind = cfg.get("pipeline", train.PIPELINE)
-    if kind == "arrays":
-        def epoch():
-            model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
-    else:
-        ds = train.pipeline(x, y, batch, shuffle_seed=0, kind=kind)
+    if cfg.get("loop"):
+        optimizer.build(model.trainable_variables)
+        step, _ = loop.steps(keras, model, optimizer, heads.loss(keras, "softmax"), "softmax")
+        ds = ([(x[i:i + batch], y[i:i + batch]) for i in range(0, len(y), batch)] if cfg["loop"] == "arrays"
+              else train.pipeline(x, y, batch, shuffle_seed=0, kind=kind))
 
         def epoch():
-            model.fit(ds, epochs=1, shuffle=False, verbose=0)
+            for xb, yb in ds:
+                step(xb, yb).numpy()  # the custom loop reads each step's totals
+    else:
+        train.compile_model(keras, model, optimizer, "softmax", jit=cfg.get("jit", train.JIT),
+                            steps_per_execution=cfg.get("spe", train.STEPS_PER_EXECUTION))
+        ds = (x, y) if kind == "arrays" else train.pipeline(x, y, batch, shuffle_seed=0, kind=kind)
+
+        def epoch():
+            if kind == "arrays":
+                model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
+            else:
+                model.fit(ds, epochs=1, shuffle=False, verbose=0)
     epoch()  # tracing and warm-up
     times = []
     for _ in range(repeats):
@@ -97,7 +123,7 @@ def torch_worker(images, repeats):
 def measure(name, images, repeats):
     cmd = [sys.executable, os.path.abspath(__file__), "--child", name, "--images", str(images),
            "--repeats", str(repeats)]
-    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    env = {k: v for k, v in machine.CALLER_ENV.items() if k != "KERAS_BACKEND"}  # before convzoo set its defaults
     env.update((LEVERS.get(name) or {}).get("env", {}))
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
@@ -147,6 +173,7 @@ def main():
     if args.json:
         print(json.dumps(rows, indent=2))
         return
+    print("\n".join(machine.lines(machine.describe(machine.matmul_peak()))))
     print(f"S3 MNIST model, {args.images} images, median of {args.repeats} rounds x "
           f"{args.epochs} epochs, {os.cpu_count()} cores")
     print(f"{'setting':<24}{'images/s':>10}{'vs default':>12}  runs")

@@ -97,7 +97,7 @@ def convzoo_fit(which, x, y, batch, repeats):
     spec = zoo.get_spec(name)
     recipe = spec.recipe.with_overrides(batch_size=batch)
     model = zoo.build_model(name, dataset, shape, k)
-    train.compile_model(keras, model, train._optimizer(keras, recipe, 1000), spec.head)
+    train.compile_model(keras, model, train.optimizer(keras, recipe, 1000), spec.head)
     if spec.head == "sigmoid":
         y = y.reshape(-1, 1).astype("float32")
     ds = train.pipeline(x, y, batch, shuffle_seed=0)
@@ -270,7 +270,7 @@ def pipeline_rows(x, y, batch, repeats, tiny):
     rows["cats_augment_images_per_s"] = round(steps * batch / t, 1)
     spec = zoo.get_spec("catsdogs-cnn-aug")
     model = zoo.build_model("catsdogs-cnn-aug", "cats_vs_dogs", (150, 150, 3), 2)
-    train.compile_model(keras, model, train._optimizer(keras, spec.recipe, 1000), spec.head)
+    train.compile_model(keras, model, train.optimizer(keras, spec.recipe, 1000), spec.head)
     ds = train.pipeline(x, y.reshape(-1, 1).astype("float32"), batch, shuffle_seed=0)
     model.fit(ds, epochs=1, shuffle=False, verbose=0)
     t = median_time(lambda: model.fit(ds, epochs=1, shuffle=False, verbose=0), repeats)

@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from convzoo import __version__, bundled, zoo
+from convzoo import __version__, bundled, distributed, zoo
 from convzoo import export as exports  # its format table (the module imports no TensorFlow)
 from convzoo import data as catalog
 from convzoo.errors import ConvzooError
@@ -403,7 +403,7 @@ def data_check(target, data_dir, as_json):
                    "beyond noise.")
 @click.option("--strict", is_flag=True,
               help="Fail on an unreadable image in an image folder instead of skipping it.")
-@click.option("--distribute", type=click.Choice(["mirrored", "multiworker"]),
+@click.option("--distribute", type=click.Choice(distributed.KINDS),
               help="Train on several devices: mirrored (this machine's GPUs, or its CPU split in "
                    "--devices parts) or multiworker (the cluster in $TF_CONFIG) [default: one device].")
 @click.option("--devices", type=click.IntRange(min=1),
@@ -468,7 +468,7 @@ def train(dataset, model_name, limit, weights, seed, class_weight, data_dir, out
     opts = watch.Options(quiet=quiet, time_budget=time_budget, tensorboard=tensorboard,
                          tensorboard_every=tensorboard_every)
     meta = training.train(p, log=(lambda msg: None) if quiet else err, opts=opts)
-    if p.scratch:  # a multi-worker run's other workers: the chief writes the checkpoint
+    if p.non_chief:  # a multi-worker run's other workers: the chief writes the checkpoint
         click.echo("worker done; the chief wrote the checkpoint and run folder")
         return
     best = meta["best"]

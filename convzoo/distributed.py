@@ -5,10 +5,10 @@ devices; multiworker is tf.distribute.MultiWorkerMirroredStrategy over the clust
 TF_CONFIG is read and checked here without TensorFlow, so a bad one fails before training starts.
 """
 import collections
+import contextlib
 import json
 import os
 import shutil
-import time
 
 from convzoo.errors import ConvzooError
 
@@ -22,7 +22,7 @@ TF_CONFIG_HELP = ('TF_CONFIG=\'{"cluster": {"worker": ["host1:port", "host2:port
                   '"task": {"type": "worker", "index": 0}}\'')
 
 
-def check(kind, devices=None):
+def parse_tf_config(kind, devices=None):
     """This process's Task for --distribute multiworker (from $TF_CONFIG), else None; ConvzooError
     for a missing or malformed TF_CONFIG and for --devices without --distribute mirrored."""
     if devices is not None and kind != "mirrored":
@@ -67,7 +67,7 @@ def _is_address(text):
     return bool(host) and port.isdigit() and 0 < int(port) < 65536
 
 
-def scratch_path(output, task):
+def worker_copy(output, task):
     """Where a non-chief worker writes its copy of the run: workertemp_N beside --output, as the
     TensorFlow multi-worker guide does, so that saving (which may run collective ops) runs on every
     worker but only the chief's files land at --output."""
@@ -75,7 +75,7 @@ def scratch_path(output, task):
     return os.path.join(folder, f"workertemp_{task.index}", name)
 
 
-def remove_scratch(output, run_dir):
+def remove_worker_copy(output, run_dir):
     """A non-chief worker's copy, once the run has finished."""
     if os.path.isfile(output):
         os.remove(output)
@@ -127,7 +127,7 @@ def describe(strat, kind):
         return None
     info = {"strategy": kind, "replicas": int(strat.num_replicas_in_sync), "workers": 1}
     if kind == "multiworker":
-        info["workers"] = check(kind).workers
+        info["workers"] = parse_tf_config(kind).workers
     else:
         info["devices"] = [d.rsplit("device:", 1)[-1] for d in strat.extended.worker_devices]
     return info
@@ -141,73 +141,32 @@ def summary(info, batch_size):
             f"about {-(-batch_size // info['replicas'])} per replica")
 
 
-def fit_loop(strat, model, optimizer, loss_fn, head, run, train_ds, val_ds):
-    """What Keras fit does per epoch, written out with strategy.run. Keras 3.15's fit fails under
-    tf.distribute: its first-batch build reduces the input images across replicas, which fails when
-    a batch does not split evenly (MirroredStrategy; keras-team/keras#19246) and always with several
-    workers, whose metric reduction fails too (keras-team/keras#20585). Every worker runs every
-    step, save and collective op in the same order."""
+def datasets(strat, run, train_ds, val_ds):
+    """The custom loop's (train_batches, val_batches) under `strat`, each worker taking its share of
+    every global batch; a multi-worker run first takes the chief's state. Keras 3.15's fit fails
+    under tf.distribute: its first-batch build reduces the input images across replicas, which
+    fails when a batch does not split evenly (MirroredStrategy; keras-team/keras#19246) and always
+    with several workers, whose metric reduction fails too (keras-team/keras#20585)."""
     import tensorflow as tf
 
     if run.p.distribute == "multiworker":
         _start_from_chief(strat, run)
-    options = tf.data.Options()  # each worker takes its share of every global batch
+    options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     train_ds = strat.experimental_distribute_dataset(train_ds.with_options(options))
     val_ds = strat.experimental_distribute_dataset(val_ds.with_options(options))
+    return (lambda epoch: train_ds), (lambda: val_ds)
 
-    def sums(y, out):
-        """Per-example losses and the count of right answers (Keras' "accuracy" for the head)."""
-        per_example = loss_fn.call(y, out)
-        if head == "sigmoid":
-            right = tf.equal(tf.cast(out > 0.5, tf.float32), tf.cast(y, tf.float32))
-        else:
-            right = tf.equal(tf.argmax(out, -1, output_type=tf.int32), tf.cast(tf.reshape(y, [-1]), tf.int32))
-        n = tf.cast(tf.shape(per_example)[0], tf.float32)
-        return per_example, tf.stack([tf.reduce_sum(per_example), tf.reduce_sum(tf.cast(right, tf.float32)), n])
 
-    def train_step(x, y):
-        with tf.GradientTape() as tape:
-            out = model(x, training=True)
-            per_example, totals = sums(y, out)
-            # the mean over the global batch; the optimizer sums the replicas' gradients
-            loss = tf.nn.compute_average_loss(per_example)
-            if model.losses:
-                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return totals
-
-    def val_step(x, y):
-        return sums(y, model(x, training=False))[1]
-
-    @tf.function(reduce_retracing=True)
-    def train_batch(x, y):
-        return strat.reduce("SUM", strat.run(train_step, args=(x, y)), axis=None)
-
-    @tf.function(reduce_retracing=True)
-    def val_batch(x, y):
-        return strat.reduce("SUM", strat.run(val_step, args=(x, y)), axis=None)
-
-    def over(batches, fn):
-        total = 0.0
-        for x, y in batches:
-            run.stop.check()
-            total = total + fn(x, y).numpy()
-        return total[0] / max(total[2], 1), total[1] / max(total[2], 1)
+@contextlib.contextmanager
+def worker_errors(run):
+    """A worker that stopped or cannot be reached, as one line."""
+    import tensorflow as tf
 
     try:
-        for epoch in run.epochs_left():
-            t0 = time.time()
-            loss, acc = over(run.watch.epoch_batches(epoch, train_ds), train_batch)
-            val_loss, val_acc = over(val_ds, val_batch)
-            run.end_epoch(epoch, {"loss": loss, "accuracy": acc, "val_loss": val_loss,
-                                  "val_accuracy": val_acc}, time.time() - t0)
-            # every worker sees the same reduced metrics, so all stop early here; no budget on several
-            if run.stopped_early or run.watch.stop:
-                break
+        yield
     except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
-            tf.errors.CancelledError) as e:  # a worker stopped or cannot be reached
+            tf.errors.CancelledError) as e:
         raise ConvzooError(f"multi-worker training stopped after epoch {run.done}: another worker "
                            f"stopped or cannot be reached ({_first_line(e)}); the last good checkpoint "
                            "is kept: start every worker again with --resume") from None
@@ -219,7 +178,7 @@ def _start_from_chief(strat, run):
     worker's save and another's), and the chief's files are the ones that count."""
     import numpy as np
 
-    chief = not run.p.scratch
+    chief = not run.p.non_chief
     done = int(_from_chief(strat, chief, np.array([run.done], np.float64))[0])
     keys = sorted(run.history)
     mine = np.array([[np.nan if v is None else v for v in run.history[k]] for k in keys], np.float64)

@@ -21,6 +21,10 @@ class ImageError(ConvzooError):
     """An image file that cannot be read."""
 
 
+class StateError(ConvzooError):
+    """A run's state.npz that is damaged, tampered with, or not this model's (--resume)."""
+
+
 class Diverged(ConvzooError):
     """A NaN or infinite loss during training."""
 

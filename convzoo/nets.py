@@ -1,7 +1,12 @@
-"""One keras.Sequential builder per zoo entry. Every model takes uint8-range pixels: Rescaling is
-its first layer, so predict cannot skip it."""
+"""One keras.Sequential builder per zoo entry, and the model surgery training does: a transfer
+model from a convzoo base, the inference model (augmentation layers left out) that checkpoints
+hold, and a warm start from a checkpoint. Every model takes uint8-range pixels: Rescaling is its
+first layer, so predict cannot skip it."""
 import keras
 from keras import layers
+
+from convzoo import heads
+from convzoo.errors import ConvzooError
 
 
 def _start(input_shape, augment=()):
@@ -221,7 +226,6 @@ def _transfer(input_shape, num_classes, augment, weights, finetune, name, head="
     under a new head; frozen, or with its last conv block unfrozen (S11's two stages, without
     downloads). A checkpoint of a transfer entry is continued whole: features first, then finetune."""
     from convzoo import checkpoint, zoo
-    from convzoo.errors import ConvzooError
 
     if not weights:
         raise ConvzooError(f"{name} starts from a convzoo checkpoint: pass --weights CHECKPOINT.h5")
@@ -239,7 +243,7 @@ def _transfer(input_shape, num_classes, augment, weights, finetune, name, head="
         raise ConvzooError(f"{weights}: no convolutional base (nothing before a Flatten layer)")
     old = [layer for layer in (source.layers if whole else source.layers[:cut])
            if not isinstance(layer, layers.Rescaling) and not is_augmentation(layer)]
-    if whole and old[-1].get_config().get("units") != (1 if head == "sigmoid" else num_classes):
+    if whole and old[-1].get_config().get("units") != heads.units(head, num_classes):
         raise ConvzooError(f"--weights {weights}: its head has {old[-1].get_config().get('units')} "
                            f"outputs; this dataset needs {name}'s for {num_classes} classes")
     clones = [type(layer).from_config({**layer.get_config(),
@@ -354,6 +358,33 @@ def augmentation(kind):
 def is_augmentation(layer):
     """Augmentation layers hold no weights and act in training only (checkpoints leave them out)."""
     return type(layer).__name__.startswith("Random")
+
+
+def inference_model(model):
+    """The model without its augmentation layers (identity outside training), sharing its weights.
+
+    Checkpoints hold this one: predict runs no random layers, and Keras 3.15 cannot reload a
+    saved RandomShear (its stored factors fail its own range check).
+    """
+    keep = [layer for layer in model.layers if not is_augmentation(layer)]
+    if len(keep) == len(model.layers):
+        return model
+    return keras.Sequential([keras.Input(shape=model.input_shape[1:]), *keep], name=model.name)
+
+
+def warm_start(model, path):
+    """Copy a checkpoint's weights into a fresh model of the same zoo entry, layer by layer (the
+    checkpoint was saved without the augmentation layers, which hold no weights)."""
+    from convzoo import checkpoint
+
+    source, _ = checkpoint.load(path)
+    mine = [layer for layer in model.layers if layer.weights and not is_augmentation(layer)]
+    theirs = [layer for layer in source.layers if layer.weights]
+    shapes = [[w.shape for w in layer.get_weights()] for layer in mine]
+    if shapes != [[w.shape for w in layer.get_weights()] for layer in theirs]:
+        raise ConvzooError(f"--weights {path}: its layers do not match {model.name}'s")
+    for new, old in zip(mine, theirs):
+        new.set_weights(old.get_weights())
 
 
 BUILDERS = {

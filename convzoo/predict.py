@@ -7,6 +7,7 @@ from PIL import Image
 
 from convzoo import images
 from convzoo.errors import ConvzooError, ImageError
+from convzoo.heads import probabilities  # noqa: F401 -- predict.probabilities, as its callers name it
 
 
 def expand(paths):
@@ -63,18 +64,6 @@ def to_input(path, meta):
     if prep.get("fit") in ("digit", "object"):
         return _fit_28(images.read(path, "L"), prep["fit"])[..., None]
     return images.read_sized(path, (h, w), "L" if c == 1 else "RGB")
-
-
-def probabilities(raw, head):
-    """Model outputs -> class probabilities (n, classes)."""
-    raw = np.asarray(raw, dtype=np.float64)
-    if head == "logits":
-        e = np.exp(raw - raw.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
-    if head == "sigmoid":
-        p = raw.reshape(-1)
-        return np.stack([1 - p, p], axis=1)
-    return raw
 
 
 def raw_outputs(model, x, batch_size=256, progress=None):

@@ -22,7 +22,7 @@ import zlib
 import numpy as np
 
 from convzoo import __version__, backend, checkpoint, cpu, text, zoo
-from convzoo.errors import ConvzooError, Diverged
+from convzoo.errors import ConvzooError, Diverged, StateError
 from convzoo.fileio import atomic_path, open_temp, real_folder, save_figure, write_text
 
 COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
@@ -40,14 +40,10 @@ MAX_STATE_TEXT = 2**20  # plan and history: a few KB each, as JSON
 NPY_HEADER = 4096  # an .npy member's header, beside its data
 STATE_FIELD = re.compile(r"(plan|history|[wo](0|[1-9][0-9]{0,5}))\.npy")
 PLAN_TYPES = {"dataset": str, "model": str, "recipe": dict, "seed": int, "limit": (int, type(None)),
-              "data_dir": str}  # what --resume reads from the stored plan (values: train._resume_plan)
+              "data_dir": str}  # what --resume reads from the stored plan (values: plan._resume_plan)
 PLAN_OPTIONAL = {"save_best": bool, "early_stop": (int, type(None)), "monitor": str,
                  "weights": (str, type(None)), "deterministic": bool, "decay_from": int,
                  "class_weight": (str, type(None))}  # absent in older run states
-
-
-class StateError(ConvzooError):
-    """A state.npz that is damaged, tampered with, or not this model's."""
 
 
 def read_state(path, shapes=None):
@@ -305,9 +301,11 @@ class Run:
         self.data = None  # (x_train, y_train, x_val, y_val)
         self.distribute = None  # the strategy and replica count, for the metadata
         self.started_from = started_from(p.weights)
-        self._source = inference_model(model)
+        from convzoo import nets  # Keras: imported once training has set it up
+
+        self._inference = nets.inference_model(model)
         # mixed precision: checkpoints stay float32, in a twin that takes the weights at each save
-        self.saved_model = self._source if p.recipe.precision == "float32" else float32_twin(self._source)
+        self.float32_model = self._inference if p.recipe.precision == "float32" else float32_twin(self._inference)
 
     @property
     def done(self):
@@ -413,11 +411,7 @@ class Run:
     def end_epoch(self, epoch, logs, seconds):
         row = {"epoch": epoch + 1, "seconds": round(seconds, 2),
                **{k: float(logs[k]) for k in COLUMNS[1:5] if k in logs}}
-        bad = [k for k in ("loss", "val_loss") if k in row and not math.isfinite(row[k])]
-        if bad or "loss" not in row:
-            raise Diverged(f"training diverged: {bad[0] if bad else 'loss'} is "
-                           f"{row.get(bad[0] if bad else 'loss', 'nan')} in epoch {epoch + 1}; "
-                           f"the last good checkpoint is kept; try a lower --learning-rate")
+        check_finite(row, epoch)
         for k in COLUMNS:
             self.history[k].append(row.get(k))
         eta = self.watch.end_epoch(epoch, row) if self.watch else ""  # " - run ETA ..."
@@ -436,9 +430,9 @@ class Run:
 
     def to_save(self):
         """The model a checkpoint holds: the inference model, or its float32 twin, kept in step."""
-        if self.saved_model is not self._source:
-            self.saved_model.set_weights(self._source.get_weights())
-        return self.saved_model
+        if self.float32_model is not self._inference:
+            self.float32_model.set_weights(self._inference.get_weights())
+        return self.float32_model
 
     def finish(self):
         try:
@@ -463,6 +457,16 @@ class Run:
         write_text(self.file("config.json"), json.dumps(cfg, indent=2) + "\n")
         save_figure(plots.curves(self.history, self.p.model, self.p.dataset), self.file("curves.png"))
         return meta
+
+
+def check_finite(logs, epoch):
+    """The one NaN check, by every loop after each training step and at each epoch's end: Diverged
+    when the loss (or the validation loss) is missing, NaN or infinite."""
+    bad = [k for k in ("loss", "val_loss") if k in logs and not math.isfinite(float(logs[k]))]
+    if bad or "loss" not in logs:
+        key = bad[0] if bad else "loss"
+        raise Diverged(f"training diverged: {key} is {float(logs.get(key, math.nan))} in epoch {epoch + 1}; "
+                       f"the last good checkpoint is kept; try a lower --learning-rate")
 
 
 def best_epoch(history, monitor):
@@ -500,21 +504,6 @@ def float32_twin(model):
         if "dtype" in layer["config"]:
             layer["config"]["dtype"] = "float32"
     return keras.Sequential.from_config(cfg)
-
-
-def inference_model(model):
-    """The model without its augmentation layers (identity outside training), sharing its weights.
-
-    Checkpoints hold this one: predict runs no random layers, and Keras 3.15 cannot reload a
-    saved RandomShear (its stored factors fail its own range check).
-    """
-    from convzoo import nets
-
-    keep = [layer for layer in model.layers if not nets.is_augmentation(layer)]
-    if len(keep) == len(model.layers):
-        return model
-    keras = backend.load()
-    return keras.Sequential([keras.Input(shape=model.input_shape[1:]), *keep], name=model.name)
 
 
 def history_csv(history):

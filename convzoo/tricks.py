@@ -1,6 +1,6 @@
 """The record recipes' training tricks, each a Recipe field any zoo model can use: a frozen
 patch-whitening first convolution, identity (Dirac) initialisation, batch-norm settings, warm-up
-schedules, label smoothing.
+schedules, label smoothing (its loss is heads.loss's).
 
 Every model stays a plain Sequential of built-in Keras layers (the whitening layer is a frozen
 Conv2D whose weights are computed from training patches), so checkpoints load under the
@@ -173,22 +173,3 @@ def _warmup_schedule(keras):
                     "decay": self.decay}
 
     return WarmupDecay
-
-
-def loss(keras, head, label_smoothing=0.0):
-    """The head's loss; label smoothing for a softmax head one-hots the integer labels in the loss,
-    so the data pipeline, accuracy metric and loops stay as they are."""
-    if head == "sigmoid":
-        return keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
-    if not label_smoothing:
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=head == "logits")
-    from keras import ops
-
-    class SmoothedCrossentropy(keras.losses.Loss):
-        def call(self, y_true, y_pred):
-            n = ops.shape(y_pred)[-1]
-            onehot = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), n)
-            return keras.losses.categorical_crossentropy(onehot, y_pred, from_logits=head == "logits",
-                                                         label_smoothing=label_smoothing)
-
-    return SmoothedCrossentropy(name="smoothed_crossentropy")

@@ -46,40 +46,27 @@ class Rates:
         return self.overhead + epochs * (n_train / self.train + (n_val / self.val if n_val else 0))
 
 
-def measure(keras, model, optimizer, loss_fn, x, y, x_val, batch_size, strategy=None, fixed=False,
+def measure(keras, model, optimizer, loss_fn, head, x, y, x_val, batch_size, strategy=None, fixed=False,
             check=None):
-    """Time a few training steps and validation batches of `model` on this machine, then put every
-    model variable back (weights, batch-norm statistics, dropout seeds), so the run is unchanged.
-    `optimizer` is a throwaway of the run's kind; under `strategy` each replica takes its share of
-    the batch, as in training. check() runs after every step (a Ctrl-C raises there)."""
+    """Time a few steps of the custom loop (loop.steps) and validation batches of `model` on this
+    machine, then put every model variable back (weights, batch-norm statistics, dropout seeds), so
+    the run is unchanged. `optimizer` is a throwaway of the run's kind; under `strategy` each replica
+    takes its share of the batch, as in training. check() runs after every step (a Ctrl-C raises there)."""
     import tensorflow as tf
+
+    from convzoo import loop
 
     replicas = strategy.num_replicas_in_sync if strategy else 1
     per = max(1, math.ceil(min(batch_size, len(x)) / replicas))
     xb, yb = tf.constant(x[:per]), tf.constant(y[:per])
     vb = tf.constant(x_val[:per]) if len(x_val) else xb
+    vy = yb[:vb.shape[0]]  # the loss needs labels; any will do for timing
     saved = [v.numpy() for v in model.variables]
     optimizer.build(model.trainable_variables)
-
-    def train_step(xs, ys):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(ys, model(xs, training=True))
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
-
-    def val_step(xs):
-        return tf.reduce_sum(tf.cast(model(xs, training=False), tf.float32))
-
-    if strategy is None:
-        train_fn = tf.function(train_step)
-        val_fn = tf.function(val_step)
-    else:
-        train_fn = tf.function(lambda xs, ys: strategy.run(train_step, args=(xs, ys)))
-        val_fn = tf.function(lambda xs: strategy.run(val_step, args=(xs,)))
+    train_fn, val_fn = loop.steps(keras, model, optimizer, loss_fn, head)
     try:
         first_train, train_s, steps = _time(lambda: train_fn(xb, yb), TIMED_SECONDS, fixed, check)
-        first_val, val_s, _ = _time(lambda: val_fn(vb), TIMED_SECONDS / 4, fixed, check)
+        first_val, val_s, _ = _time(lambda: val_fn(vb, vy), TIMED_SECONDS / 4, fixed, check)
     finally:
         for v, value in zip(model.variables, saved):
             v.assign(value)
@@ -343,7 +330,7 @@ def planned_sizes(p):
 
 def dry_run(p):
     """The plan as text lines, with the estimate from a few timed steps; nothing is written."""
-    from convzoo import backend, zoo
+    from convzoo import backend, heads, zoo
     from convzoo import data as catalog
     from convzoo import train as training
 
@@ -354,7 +341,7 @@ def dry_run(p):
     keras.utils.set_random_seed(p.seed)
     keras.mixed_precision.set_global_policy(p.recipe.precision)
     try:
-        model = training._build(p, info)
+        model = training.build(p, info)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     bs = p.recipe.batch_size
@@ -362,10 +349,9 @@ def dry_run(p):
     n = min(bs, max(n_train, 1))
     x = rng.integers(0, 256, (n, *info.input_shape), dtype=np.uint8)
     y = rng.integers(0, len(info.classes), n)
-    if spec.head == "sigmoid":
-        y = y.reshape(-1, 1).astype("float32")
-    rates = measure(keras, model, training._optimizer(keras, p.recipe, math.ceil(n_train / bs)),
-                    training._loss(keras, spec.head, p.recipe.label_smoothing), x, y, x, bs)
+    y = heads.targets(y, spec.head)
+    rates = measure(keras, model, training.optimizer(keras, p.recipe, math.ceil(n_train / bs)),
+                    heads.loss(keras, spec.head, p.recipe.label_smoothing), spec.head, x, y, x, bs)
     recipe = ", ".join(f"{f.name} {getattr(p.recipe, f.name)}" for f in dataclasses.fields(p.recipe))
     lines = [
         f"model    {p.model} ({spec.source}, {model.count_params():,} parameters)",

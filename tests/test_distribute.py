@@ -174,15 +174,15 @@ def test_refusals_before_training(runner):
     assert "--distribute [mirrored|multiworker]" in res.output and "global batch" in res.output
 
 
-def test_chief_and_scratch_paths(monkeypatch, tmp_path):
+def test_chief_and_worker_copy_paths(monkeypatch, tmp_path):
     from convzoo import distributed
 
     hosts = {"chief": ["a:1"], "worker": ["b:1", "c:1"]}
     monkeypatch.setenv("TF_CONFIG", tf_config(hosts, "chief", 0))
-    assert distributed.check("multiworker") == ("chief", 0, 3, True)
+    assert distributed.parse_tf_config("multiworker") == ("chief", 0, 3, True)
     monkeypatch.setenv("TF_CONFIG", tf_config(hosts, "worker", 0))
-    task = distributed.check("multiworker")
+    task = distributed.parse_tf_config("multiworker")
     assert not task.chief  # with a chief task, worker 0 is not the chief
-    assert distributed.scratch_path(tmp_path / "runs" / "m.h5", task) == \
+    assert distributed.worker_copy(tmp_path / "runs" / "m.h5", task) == \
         str(tmp_path / "runs" / "workertemp_0" / "m.h5")
-    assert distributed.check(None) is None and distributed.check("mirrored", 4) is None
+    assert distributed.parse_tf_config(None) is None and distributed.parse_tf_config("mirrored", 4) is None

@@ -123,7 +123,7 @@ def test_an_extended_cosine_schedule_decays_anew_over_the_added_epochs():
 
     keras = backend.load()
     recipe = zoo.Recipe(learning_rate=0.1, epochs=4, schedule="cosine")
-    opt = train._optimizer(keras, recipe, steps_per_epoch=10, decay_from=2)
+    opt = train.optimizer(keras, recipe, steps_per_epoch=10, decay_from=2)
     lrs = {}
     for step in (0, 20, 30, 40):
         opt.iterations.assign(step)

@@ -129,14 +129,14 @@ def test_real_mnist_quick_run_beats_90_percent(runner, shared_datasets, tmp_path
 def test_weights_warm_start_from_own_checkpoint(runner, tmp_path):
     """--weights CHECKPOINT on a plain zoo model starts from that checkpoint's weights; a checkpoint
     of another model is refused with one line."""
-    from convzoo import backend, checkpoint, train
+    from convzoo import backend, checkpoint, nets
 
     res = invoke(runner, "train", "mnist", "--model", "mnist-vgg", "--epochs", "1", "--limit", "300",
                  "--data-dir", SAMPLE, "--output", "a.h5")
     assert res.exit_code == 0, res.output
     backend.load()
     fresh = zoo.build_model("mnist-vgg", "mnist", (28, 28, 1), 10)  # with its augmentation layers
-    train.warm_start(fresh, tmp_path / "a.h5")
+    nets.warm_start(fresh, tmp_path / "a.h5")
     saved, _ = checkpoint.load(tmp_path / "a.h5")
     batch = np.random.default_rng(0).integers(0, 256, (4, 28, 28, 1)).astype("uint8")
     assert np.allclose(fresh(batch, training=False), saved(batch, training=False), atol=1e-6)
@@ -167,3 +167,24 @@ def test_mixed_bfloat16_trains_and_saves_a_float32_checkpoint(runner, tmp_path):
     res = invoke(runner, "train", "mnist", "--model", "mnist-cnn", "--output", "mixed_bfloat16.h5",
                  "--resume", "--data-dir", SAMPLE, "--precision", "float32")
     assert res.exit_code == 1 and "precision mixed_bfloat16, not float32" in res.output
+
+
+@pytest.mark.parametrize("head, units", [("softmax", 3), ("logits", 3), ("sigmoid", 1)])
+def test_fit_and_the_custom_loop_score_accuracy_alike(head, units):
+    """compile's metrics=["accuracy"] (Keras fit) and loop.steps (the custom loop) both count
+    heads.accuracy: the same answer on the same outputs, for every head."""
+    import keras
+
+    from convzoo import heads, loop, train
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 4)).astype("float32")
+    y = heads.targets(rng.integers(0, 2 if head == "sigmoid" else 3, 64), head)
+    act = {"softmax": "softmax", "logits": None, "sigmoid": "sigmoid"}[head]
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(units, activation=act)])
+    train.compile_model(keras, model, keras.optimizers.SGD(0.0), head)
+    fit_acc = model.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)["accuracy"]
+    _, val_batch = loop.steps(keras, model, keras.optimizers.SGD(0.0), heads.loss(keras, head), head)
+    loss_sum, right, n = val_batch(x, y).numpy()
+    assert n == 64 and right / n == pytest.approx(fit_acc)
+    assert 0 < right < 64  # a real check: some right, some wrong

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import SAMPLE, invoke, tiny_meta
-from convzoo import tricks, tta, zoo
+from convzoo import heads, tricks, tta, zoo
 from convzoo.errors import CheckpointError, ConvzooError
 
 TRICKS = ["--label-smoothing", "0.1", "--ema", "0.9", "--warmup-epochs", "0.5", "--schedule", "linear",
@@ -60,10 +60,10 @@ def test_label_smoothing_loss():
     import keras
 
     y, p = np.array([0, 1]), np.array([[0.9, 0.1], [0.2, 0.8]], "float32")
-    smooth = float(tricks.loss(keras, "softmax", 0.2)(y, p))
+    smooth = float(heads.loss(keras, "softmax", 0.2)(y, p))
     onehot = np.eye(2)[y] * 0.8 + 0.1
     assert smooth == pytest.approx(float(-(onehot * np.log(p)).sum(1).mean()), rel=1e-5)
-    assert float(tricks.loss(keras, "softmax", 0)(y, p)) < smooth
+    assert float(heads.loss(keras, "softmax", 0)(y, p)) < smooth
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -179,7 +179,7 @@ def test_ema_weights_are_the_average_at_every_epoch_end():
 
     from convzoo import train
 
-    opt = train._optimizer(keras, zoo.Recipe(learning_rate=0.1, epochs=2, ema=0.5), 5)
+    opt = train.optimizer(keras, zoo.Recipe(learning_rate=0.1, epochs=2, ema=0.5), 5)
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
     model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", steps_per_execution=8)
     x = np.random.default_rng(0).normal(size=(40, 3)).astype("float32")

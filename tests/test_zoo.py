@@ -136,7 +136,7 @@ def test_transfer_entries_reuse_a_checkpoints_conv_base(tmp_path):
     conv = next(l for l in stage1.layers if l.name.startswith("base_conv2d"))
     original = next(l for l in src.layers if l.name == conv.name.removeprefix("base_"))
     np.testing.assert_array_equal(conv.get_weights()[0], original.get_weights()[0])
-    from convzoo.train import inference_model
+    from convzoo.nets import inference_model
 
     checkpoint.save(inference_model(stage1), str(tmp_path / "s1.h5"), {**tiny_meta("cats_vs_dogs"), "model": "catsdogs-transfer", "head": "sigmoid"})
     stage2 = zoo.build_model("catsdogs-transfer-finetune", "cats_vs_dogs", (150, 150, 3), 2,
@@ -150,7 +150,7 @@ def test_transfer_entries_reuse_a_checkpoints_conv_base(tmp_path):
 
 
 def test_augmentation_acts_in_training_only():
-    from convzoo.train import inference_model
+    from convzoo.nets import inference_model
 
     model = zoo.build_model("catsdogs-cnn-aug", "cats_vs_dogs", (150, 150, 3), 2)
     x = np.random.default_rng(0).integers(0, 256, size=(2, 150, 150, 3), dtype=np.uint8)
@@ -209,7 +209,7 @@ def test_every_entry_saves_and_loads_to_the_same_outputs(name, tmp_path):
     (checkpoint.load): the same weights and the same outputs on a fixed random batch."""
     from conftest import ROOT, tiny_meta
     from convzoo import backend, checkpoint
-    from convzoo.runstate import inference_model
+    from convzoo.nets import inference_model
 
     backend.load()
     spec = zoo.get_spec(name)
