@@ -12,7 +12,7 @@ import zipfile
 
 import h5py
 
-from convzoo import safeload
+from convzoo import heads, safeload
 from convzoo.errors import CheckpointError
 from convzoo.fileio import atomic_path
 
@@ -23,7 +23,7 @@ META_ENTRY = "convzoo.json"
 ZIP_ENTRIES = {"config.json", "metadata.json", "model.weights.h5", META_ENTRY}
 MAX_ENTRY = 16 * 2**20  # config.json and convzoo.json: a few KB in practice
 MAX_SIDE = 4096  # largest input side in the metadata: predict resizes every image to it
-HEADS = ("softmax", "logits", "sigmoid")
+HEADS = heads.HEADS
 
 # Every class a convzoo checkpoint may name; anything else is refused before deserialization.
 ALLOWED_CLASSES = {
@@ -268,7 +268,7 @@ def check_model(meta, inputs, units, path):
     if "classes" not in meta or "head" not in meta:
         return
     head, n = meta["head"], len(meta["classes"])
-    if not (units == 1 and n == 2 if head == "sigmoid" else units == n):
+    if units != heads.units(head, n) or (head == "sigmoid" and n != 2):
         want = "1 output and 2 classes" if head == "sigmoid" else f"{n} outputs, one per class"
         raise CheckpointError(f"{path}: the model has {units} outputs but the metadata names {n} "
                               f"classes; a {head} head needs {want}")

@@ -21,7 +21,7 @@ import threading
 
 import numpy as np
 
-from convzoo import images
+from convzoo import heads, images
 from convzoo.errors import ConvzooError
 
 MAX_BODY = 16 * 2**20  # bytes per request: 64 CIFAR-10 instances as JSON, or a large photo
@@ -200,7 +200,7 @@ def create_app(served, trusted_hosts=None):
     def metadata(name):
         s = model(name)
         h, w, c = s.meta["input_shape"]
-        units = 1 if s.meta["head"] == "sigmoid" else len(s.meta["classes"])
+        units = heads.units(s.meta["head"], len(s.meta["classes"]))
         sig = {"inputs": {"inputs": {"dtype": "DT_FLOAT", "tensor_shape": {"dim": [
                    {"size": "-1"}, {"size": str(h)}, {"size": str(w)}, {"size": str(c)}]}}},
                "outputs": {"outputs": {"dtype": "DT_FLOAT", "tensor_shape": {"dim": [
