@@ -4,6 +4,7 @@ import glob
 import os
 
 from convzoo import checkpoint, results, zoo
+from convzoo.progress import span
 from convzoo.errors import ConvzooError
 
 MAX_RUNS = 20  # one figure stays readable; more is a folder to sort, not a comparison
@@ -49,13 +50,7 @@ def collect(paths):
 
 
 def duration(seconds):
-    if seconds is None:
-        return "-"
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
+    return "-" if seconds is None else span(seconds, minute_digits=1)
 
 
 def labels(rows):

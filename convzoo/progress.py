@@ -28,11 +28,16 @@ def duration(seconds):
 
 def about(seconds):
     """A rounded estimate: about 40 s, about 24 min, about 2.5 h."""
+    return "about " + span(max(seconds, 1))
+
+
+def span(seconds, minute_digits=0):
+    """40 s, 24 min (24.3 min with minute_digits=1), 2.5 h."""
     if seconds < 90:
-        return f"about {max(1, round(seconds))} s"
+        return f"{seconds:.0f} s"
     if seconds < 90 * 60:
-        return f"about {round(seconds / 60)} min"
-    return f"about {seconds / 3600:.1f} h"
+        return f"{seconds / 60:.{minute_digits}f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def rate_unit(unit):
