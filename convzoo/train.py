@@ -272,8 +272,7 @@ def build(p, info):
             nets.warm_start(model, weights)
         return model
     try:
-        return tricks.apply_to_build(zoo.build_model(p.model, p.dataset, info.input_shape, len(info.classes),
-                                                     weights=weights, **build), p.recipe)
+        model = zoo.build_model(p.model, p.dataset, info.input_shape, len(info.classes), weights=weights, **build)
     except Exception as e:
         if weights != "imagenet" or isinstance(e, ConvzooError):
             raise
@@ -281,3 +280,5 @@ def build(p, info):
             "cannot download the VGG16 ImageNet weights (offline?): put "
             "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 in ~/.keras/models/, or pass "
             "--weights PATH to a local copy, or --weights none to train from scratch") from None
+    # a transfer model's layers (and their batch-norm settings) are the base's: a rebuild would lose them
+    return model if tricks.takes_layers_from_weights(p.model) else tricks.apply_to_build(model, p.recipe)

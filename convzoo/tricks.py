@@ -13,9 +13,6 @@ from convzoo.errors import ConvzooError
 WHITEN_NAME = "whiten"
 WHITEN_IMAGES = 5000  # airbench fits its whitening on 5,000 training images
 WHITEN_EPS = 5e-4  # airbench's eps on the eigenvalues (pixels scaled to 0..1)
-# entries whose weights come from elsewhere (ImageNet, another checkpoint): a rebuilt config
-# would lose them
-REBUILT_REFUSED = ("vgg16", "catsdogs-transfer")
 
 
 def check(recipe, model_name):
@@ -36,10 +33,17 @@ def check(recipe, model_name):
     if recipe.ema and recipe.loop == "tape":
         raise ConvzooError("--ema averages weights inside Keras fit; S1's hand-written loop has none")
     tta.parse(recipe.tta)
-    if model_name.startswith(REBUILT_REFUSED) and (
+    if takes_layers_from_weights(model_name) and (
             recipe.whiten or recipe.bn_momentum != 0.99 or not recipe.bn_scale):
         raise ConvzooError(f"{model_name} takes its layers from pretrained weights: --whiten, "
                            f"--bn-momentum and --no-bn-scale would rebuild them")
+
+
+def takes_layers_from_weights(model_name):
+    """VGG16 and the transfer entries: their layers, batch norm included, are the pretrained base's."""
+    from convzoo import zoo
+
+    return zoo.get_spec(model_name).weights != "warm-start"
 
 
 def apply_to_build(model, recipe):

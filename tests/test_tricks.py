@@ -174,6 +174,27 @@ def test_pretrained_entries_refuse_rebuilding_tricks():
         tricks.check(zoo.Recipe(whiten=True), "vgg16-features")
 
 
+@pytest.mark.parametrize("model, dataset", [("catsdogs-transfer", "cats_vs_dogs"), ("transfer", "cifar10")])
+def test_a_transfer_model_keeps_its_bases_batch_norm_and_weights(tmp_path, model, dataset):
+    """cifar10-air's batch norm (momentum 0.4, no scale) differs from a transfer recipe's defaults:
+    the model is the base's layers as they are, not rebuilt from a config (which lost the weights,
+    and failed on RandomShear's config)."""
+    from convzoo import checkpoint, train
+    from convzoo import data as catalog
+    from convzoo.plan import plan
+
+    base = zoo.build_model("cifar10-air", "cifar10", (32, 32, 3), 10, augment=False)
+    checkpoint.save(base, tmp_path / "air.h5", {**tiny_meta("cifar10"), "model": "cifar10-air"})
+    p = plan(dataset, model, weights=str(tmp_path / "air.h5"), data_dir=str(tmp_path),
+             output=str(tmp_path / "t.h5"))
+    built = train.build(p, catalog.get(dataset))
+    norms = [layer for layer in built.layers if type(layer).__name__ == "BatchNormalization"]
+    assert norms and all(n.momentum == 0.4 and not n.scale for n in norms)
+    conv = next(layer for layer in built.layers if layer.name.startswith("base_conv2d"))
+    source = base.get_layer(conv.name.removeprefix("base_"))
+    np.testing.assert_array_equal(conv.get_weights()[0], source.get_weights()[0])
+
+
 def test_ema_weights_are_the_average_at_every_epoch_end():
     import keras
 
