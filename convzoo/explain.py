@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 
+from convzoo import heads
 from convzoo.errors import ConvzooError
 
 
@@ -87,7 +88,7 @@ def gradcam(model, image, head, class_index=None):
         for layer in layers_[target + 1:-1]:
             out = layer(out, training=False)
         logits = _logits(layers_[-1], out)
-        probs = _probabilities(logits, head)
+        probs = heads.probabilities(logits, head, activated=False)
         c = int(np.argmax(probs[0])) if class_index is None else int(class_index)
         score = class_score(logits, head, c)
     grads = tape.gradient(score, fmap)
@@ -97,16 +98,7 @@ def gradcam(model, image, head, class_index=None):
     cam = tf.image.resize(cam[..., None], (h, w), method="bilinear").numpy()[..., 0]
     top = cam.max()
     cam = cam / top if top > 0 else np.zeros_like(cam)
-    return cam, c, float(np.asarray(probs)[0, c])
-
-
-def _probabilities(logits, head):
-    import tensorflow as tf
-
-    if head == "sigmoid":
-        p = tf.sigmoid(logits[:, 0])
-        return tf.stack([1 - p, p], axis=1)
-    return tf.nn.softmax(logits, axis=-1)
+    return cam, c, float(probs[0, c])
 
 
 def feature_maps(model, image):

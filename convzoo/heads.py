@@ -44,13 +44,14 @@ def accuracy(keras, head):
     return keras.metrics.binary_accuracy if head == "sigmoid" else keras.metrics.sparse_categorical_accuracy
 
 
-def probabilities(raw, head):
-    """Model outputs -> class probabilities (n, classes)."""
+def probabilities(raw, head, activated=True):
+    """Model outputs -> class probabilities (n, classes); activated=False: from the last Dense
+    layer's scores before its softmax or sigmoid (explain's Grad-CAM works on those)."""
     raw = np.asarray(raw, dtype=np.float64)
-    if head == "logits":
+    if head == "logits" or (head == "softmax" and not activated):
         e = np.exp(raw - raw.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
     if head == "sigmoid":
-        p = raw.reshape(-1)
+        p = raw.reshape(-1) if activated else (1 + np.tanh(raw.reshape(-1) / 2)) / 2  # the sigmoid
         return np.stack([1 - p, p], axis=1)
     return raw
