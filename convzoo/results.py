@@ -2,6 +2,7 @@
 import dataclasses
 import glob
 import os
+import shlex
 
 from convzoo import checkpoint, zoo
 from convzoo.errors import ConvzooError
@@ -17,8 +18,9 @@ def best_epoch(history):
 
 
 def command(meta, filename):
-    """The `convzoo train` command that reproduces a checkpoint, seeded, with the options that
-    differ from its zoo recipe; a run started from another checkpoint is preceded by that one's."""
+    """The `convzoo train` command that reproduces a checkpoint: the one it stored, else one with
+    the options that differ from its zoo recipe; a run started from another checkpoint is preceded
+    by that one's."""
     spec = zoo.REGISTRY.get(meta["model"])
     recipe, default = meta.get("recipe") or {}, (dataclasses.asdict(spec.recipe) if spec else {})
     opts = ""
@@ -30,12 +32,28 @@ def command(meta, filename):
         opts += (f" {zoo.flag(k, value)}" if f.type is bool else
                  f" {zoo.flag(k)} {value:g}" if isinstance(value, float) else f" {zoo.flag(k)} {value}")
     origin = meta.get("started_from")
-    line = (f"convzoo train {meta['dataset']} --model {meta['model']} --seed {meta.get('seed', 0)}"
-            + (f" --limit {meta['limit']}" if meta.get("limit") else "") + opts
-            + (f" --weights {origin['file']}" if origin else "")
-            + (" --save-best" if meta.get("weights_from") == "best epoch" else "")
-            + f" --data-dir DATA --output {filename}")
+    if isinstance(meta.get("repeat"), str):  # the run stored its command, every option spelled out
+        line = _portable(meta["repeat"], filename)
+    else:
+        line = (f"convzoo train {meta['dataset']} --model {meta['model']} --seed {meta.get('seed', 0)}"
+                + (f" --limit {meta['limit']}" if meta.get("limit") else "") + opts
+                + (f" --weights {origin['file']}" if origin else "")
+                + (" --save-best" if meta.get("weights_from") == "best epoch" else "")
+                + f" --data-dir DATA --output {filename}")
     return (command(origin, origin["file"]) + " && " if origin else "") + line
+
+
+def _portable(repeat, filename):
+    """A run's stored command (every option spelled out) with this machine's paths replaced: the
+    data folder by DATA, the output by `filename`, a --weights file by its name; no --overwrite."""
+    args, out = shlex.split(repeat), []
+    for i, arg in enumerate(args):
+        before = args[i - 1] if i else ""
+        if arg == "--overwrite":
+            continue
+        out.append("DATA" if before == "--data-dir" else filename if before == "--output"
+                   else os.path.basename(arg) if before == "--weights" else arg)
+    return shlex.join(out)
 
 
 def _chain(meta):
@@ -122,5 +140,5 @@ def markdown(rows):
             acc += f"; {100 * r['tta_accuracy']:.2f}% with --tta ({r['tta_views']})"
         lines.append(f"| {r['file']} | {r['dataset']} | {r['model']} ({r['source']}) | {_count(r['params'])} "
                      f"| {r['size_mb']} MB | {acc} | {r['epochs']} | {r['train_minutes']} min "
-                     f"| `{r['repeat'] or r['command']}` | {r['seed_figure']} |")
+                     f"| `{r['command']}` | {r['seed_figure']} |")
     return "\n".join(lines)

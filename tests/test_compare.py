@@ -73,3 +73,17 @@ def test_results_table_shows_best_validation_for_runs_never_evaluated(runner, tm
     assert "94.12% (n=500)" in b
     rows = json.loads(invoke(runner, "models", "--results", tmp_path, "--json").stdout)
     assert rows[0]["best_val_accuracy"] == 0.9 and rows[0]["best_epoch"] == 2
+
+
+def test_results_reproduce_column_has_no_machine_paths():
+    """A run that stored its command (every option) shows it with DATA, the file's own name and
+    the --weights file's name, and after the chain of the checkpoint it started from."""
+    from convzoo import results
+
+    origin = {"file": "base.h5", "model": "mlp", "dataset": "mnist", "seed": 0, "recipe": {}}
+    meta = {"model": "mlp", "dataset": "mnist", "started_from": origin,
+            "repeat": "convzoo train mnist --model mlp --epochs 3 --seed 0 --weights /home/me/runs/base.h5 "
+                      "--data-dir '/home/me/my data' --output /home/me/runs/m.h5 --overwrite"}
+    assert results.command(meta, "m.h5") == (
+        "convzoo train mnist --model mlp --seed 0 --data-dir DATA --output base.h5 && "
+        "convzoo train mnist --model mlp --epochs 3 --seed 0 --weights base.h5 --data-dir DATA --output m.h5")
