@@ -455,7 +455,7 @@ MAX_OPS = 10_000  # operators; convzoo's models have under 100
 # CALL_ONCE run other subgraphs and can loop forever), no custom or Flex ops (code outside LiteRT).
 TFLITE_OPS = {
     "ADD", "AVERAGE_POOL_2D", "CAST", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "DEQUANTIZE", "DIV",
-    "EXP", "FULLY_CONNECTED", "HARD_SWISH", "LOGISTIC", "MAXIMUM", "MAX_POOL_2D", "MEAN", "MINIMUM", "MUL",
+    "EXP", "FULLY_CONNECTED", "GELU", "HARD_SWISH", "LOGISTIC", "MAXIMUM", "MAX_POOL_2D", "MEAN", "MINIMUM", "MUL",
     "PACK", "PAD", "PADV2", "QUANTIZE", "RELU", "RELU6", "RESHAPE", "RSQRT", "SHAPE", "SOFTMAX", "SQRT",
     "SQUARED_DIFFERENCE", "SQUEEZE", "STRIDED_SLICE", "SUB", "SUM", "TANH", "TRANSPOSE", "LEAKY_RELU",
 }
