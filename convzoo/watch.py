@@ -64,9 +64,12 @@ def measure(keras, model, optimizer, loss_fn, head, x, y, x_val, batch_size, str
     saved = [v.numpy() for v in model.variables]
     optimizer.build(model.trainable_variables)
     train_fn, val_fn = loop.steps(keras, model, optimizer, loss_fn, head)
+    # never more steady steps than one epoch has: a short run is not timed for longer than it trains
+    most_train = math.ceil(len(x) / (per * replicas))
+    most_val = math.ceil(len(x_val) / (per * replicas)) if len(x_val) else 1
     try:
-        first_train, train_s, steps = _time(lambda: train_fn(xb, yb), TIMED_SECONDS, fixed, check)
-        first_val, val_s, _ = _time(lambda: val_fn(vb, vy), TIMED_SECONDS / 4, fixed, check)
+        first_train, train_s, steps = _time(lambda: train_fn(xb, yb), TIMED_SECONDS, fixed, check, most_train)
+        first_val, val_s, _ = _time(lambda: val_fn(vb, vy), TIMED_SECONDS / 4, fixed, check, most_val)
     finally:
         for v, value in zip(model.variables, saved):
             v.assign(value)
@@ -118,12 +121,14 @@ def measure_fit(keras, model, train, val, n, m, steps_per_execution, check=None)
     return Rates(train=n / step, val=m / val_step, overhead=0.0, steps=steps)
 
 
-def _time(call, seconds, fixed, check=None):
-    """(first call, mean steady call, steady calls) in seconds."""
+def _time(call, seconds, fixed, check=None, most=TIMED_STEPS[1]):
+    """(first call, mean steady call, steady calls) in seconds; at most `most` steady calls
+    (every worker of a multi-worker run makes FIXED_STEPS)."""
     t0 = time.perf_counter()
     _sync(call())
     first = time.perf_counter() - t0
-    lo, hi = (FIXED_STEPS, FIXED_STEPS) if fixed else TIMED_STEPS
+    hi = min(TIMED_STEPS[1], max(1, most))
+    lo, hi = (FIXED_STEPS, FIXED_STEPS) if fixed else (min(TIMED_STEPS[0], hi), hi)
     n, t0 = 0, time.perf_counter()
     while n < lo or (n < hi and time.perf_counter() - t0 < seconds):
         if check:

@@ -90,6 +90,15 @@ def test_estimate_within_a_factor_of_two(runner, tmp_path):
     assert 0.5 <= estimate / measured <= 2, (estimate, measured)
 
 
+def test_a_short_run_is_not_timed_longer_than_it_trains(runner, tmp_path):
+    """The estimate times at most one epoch's steps (here 2 of 50 images, after one warm-up step)."""
+    res = invoke(runner, "train", "fashion_mnist", "--model", "fashion-cnn-scratch", "--epochs", "1",
+                 "--limit", "125", "--batch-size", "50", "--data-dir", SAMPLE, "--output", "m.h5")
+    assert res.exit_code == 0, res.output
+    m = re.search(r"^estimate: .*, (\d+) steps of 50.*timed over (\d+) steps", res.stderr, re.M)
+    assert m and 1 <= int(m.group(2)) <= int(m.group(1)) == 2, res.stderr
+
+
 def test_dry_run_prints_the_plan_and_writes_nothing(runner, tmp_path):
     before = sorted(p for p in tmp_path.rglob("*"))
     res = invoke(runner, "train", "mnist", "--data-dir", SAMPLE, "--limit", "400", "--dry-run")
