@@ -1,8 +1,8 @@
 """Training: train() runs a plan (plan.py: `convzoo train`'s options resolved and checked) end to
 end: set up TensorFlow's devices, load the data, build the model (model surgery: nets.py), make the
-recipe's optimizer, time a few steps, then run one of the two loops of loop.py (Keras fit for most
-recipes, the custom loop for S1's hand-written GradientTape recipe and --distribute). The
-per-epoch state (history, checkpoint, state.npz, run folder) is runstate.Run's.
+recipe's optimizer, time a few steps, then run loop.py's custom loop fed by the recipe's batches
+(the tf.data pipeline in Keras fit's order, S1's NumPy batches, or the distributed datasets of
+--distribute). The per-epoch state (history, checkpoint, state.npz, run folder) is runstate.Run's.
 """
 import dataclasses
 import math
@@ -138,34 +138,32 @@ def _loop(p, keras, strategy, run, opts, started):
                 f"improved for {p.early_stop} epochs); {p.output} holds epoch {run.best_epoch}'s weights; "
                 f"to train on from them: convzoo train {p.dataset} --model {p.model} --weights {p.output} "
                 f"--output {next_free(p.output)}")
-    model, bs = run.model, p.recipe.batch_size
-    fit = strategy is None and p.recipe.loop == "fit"
-    if fit and run.epochs_left():
-        compile_model(keras, model, run.optimizer, spec.head,
-                      label_smoothing=p.recipe.label_smoothing)
+    bs = p.recipe.batch_size
     if run.epochs_left() and (not opts.quiet or opts.time_budget):  # timed before anything is written
-        rates = _measure(keras, run, strategy, fit)
+        rates = _measure(keras, run, strategy)
         log(watch.estimate_line(rates, p.recipe.epochs, len(y_tr), len(y_va), bs, run.done))
         watch.check_budget(opts, rates, len(y_tr), len(y_va), p.recipe.epochs - run.done, started)
     real_folder(p.run_dir, "run folder")
     run.watch = watch.Watch(opts, len(y_tr), bs, p.recipe.epochs, run.done, started)
-    if opts.tensorboard and not fit:
+    if opts.tensorboard and run.epochs_left():
         run.watch.writers = watch.summary_writers(p.run_dir, fresh=not p.resume)
+        run.watch.optimizer = run.optimizer
+    weights = balanced_weights(y_tr, len(run.info.classes)) if p.class_weight and run.epochs_left() else None
+    if weights:
+        log("class weights (balanced): " + ", ".join(f"{run.info.classes[c]} {w:.3f}" for c, w in weights.items()))
+    weights = weights and [weights[c] for c in range(len(weights))]
     loss = heads.loss(keras, spec.head, p.recipe.label_smoothing)
-    if strategy is not None:  # the custom loop: Keras 3.15's fit fails under tf.distribute
+    if strategy is not None:  # Keras 3.15's fit fails under tf.distribute (distributed.datasets)
         train_batches, val_batches = distributed.datasets(
             strategy, run, pipeline(x_tr, y_tr, bs, shuffle_seed=p.seed), pipeline(x_va, y_va, bs))
         with distributed.worker_errors(run):
-            loop.custom(keras, run, loss, train_batches, val_batches)
-    elif p.recipe.loop == "tape":
+            loop.custom(keras, run, loss, train_batches, val_batches, weights)
+        return
+    if p.recipe.loop == "tape":
         train_batches, val_batches = tape_batches(run)
-        loop.custom(keras, run, loss, train_batches, val_batches)
-    elif run.epochs_left():
-        weights = balanced_weights(y_tr, len(run.info.classes)) if p.class_weight else None
-        if weights:
-            log("class weights (balanced): " + ", ".join(f"{run.info.classes[c]} {w:.3f}"
-                                                         for c, w in weights.items()))
-        loop.fit(keras, run, pipeline(x_tr, y_tr, bs, shuffle_seed=p.seed), pipeline(x_va, y_va, bs), weights)
+    else:
+        train_batches, val_batches = fit_batches(run)
+    loop.custom(keras, run, loss, train_batches, val_batches, weights)
 
 
 def tape_batches(run):
@@ -183,14 +181,25 @@ def tape_batches(run):
     return train_batches, val_batches
 
 
-def _measure(keras, run, strategy, fit):
+def fit_batches(run):
+    """The input pipeline in Keras fit's data order: one shuffling dataset, a new iterator each
+    epoch and one more, unused, at each epoch's end (Keras' EpochIterator does that, and each
+    iterator draws the next shuffle), so a run gives the same batches as it did under fit."""
+    (x_tr, y_tr, x_va, y_va), bs = run.data, run.p.recipe.batch_size
+    train_ds, val_ds = pipeline(x_tr, y_tr, bs, shuffle_seed=run.p.seed), pipeline(x_va, y_va, bs)
+    first = run.done
+
+    def train_batches(epoch):
+        if epoch > first:
+            iter(train_ds)
+        return train_ds
+
+    return train_batches, (lambda: val_ds)
+
+
+def _measure(keras, run, strategy):
     """A few timed steps of this run's loop (watch.py), leaving the model and optimizer as they were."""
     p, (x_tr, y_tr, x_va, y_va) = run.p, run.data
-    if fit:
-        bs = p.recipe.batch_size  # the run's own pipeline, so that fit reuses the traced functions
-        train, val = pipeline(x_tr, y_tr, bs).repeat(), pipeline(x_va, y_va, bs).repeat()
-        return watch.measure_fit(keras, run.model, train, val, min(bs, len(y_tr)), min(bs, len(y_va)),
-                                 STEPS_PER_EXECUTION, check=run.stop.check)
     return watch.measure(keras, run.model, optimizer(keras, p.recipe, 1),
                          heads.loss(keras, run.spec.head, p.recipe.label_smoothing), run.spec.head,
                          x_tr, y_tr, x_va, p.recipe.batch_size, strategy,

@@ -30,7 +30,7 @@ class Options:
     quiet: bool = False  # no progress bar or lines, no estimate, no per-epoch lines
     time_budget: float | None = None  # minutes: stop after the last epoch that fits
     tensorboard: bool = False
-    tensorboard_every: int | None = None  # also log every N steps (Keras fit recipes)
+    tensorboard_every: int | None = None  # also log every N training steps
 
 
 @dataclasses.dataclass
@@ -170,7 +170,8 @@ class Watch:
         self.epoch = done
         self.stop = False  # set when the next epoch would not fit in the time budget
         self.stop_message = None
-        self.writers = None  # tf.summary writers, for loops that are not Keras fit
+        self.writers = None  # --tensorboard: tf.summary writers (summary_writers)
+        self.optimizer = None  # with writers: its learning rate and step count are logged too
 
     def typical_epoch(self):
         """Seconds per epoch: the mean after the first (which traces the loop's functions)."""
@@ -215,6 +216,17 @@ class Watch:
             n += 1
             self.step(n)
 
+    def step_scalars(self, step, loss, accuracy):
+        """--tensorboard-every N: the epoch's running loss and accuracy after every Nth training
+        step (counted from this process's first), as Keras' callback logs them."""
+        every = self.opts.tensorboard_every
+        if self.writers and every and step % every == 0:
+            import tensorflow as tf
+
+            with self.writers["train"].as_default():
+                tf.summary.scalar("batch_loss", loss, step=step)
+                tf.summary.scalar("batch_accuracy", accuracy, step=step)
+
     def end_epoch(self, epoch, row):
         """Called with the epoch's row before it is saved; returns text for the epoch's line."""
         if self.bar:
@@ -225,7 +237,7 @@ class Watch:
         self.mark = now
         self.epoch = epoch + 1
         if self.writers:
-            _write_scalars(self.writers, epoch, row)
+            _write_scalars(self.writers, epoch, row, self.optimizer)
         left = self.epochs - epoch - 1
         if left <= 0:
             return ""
@@ -286,14 +298,16 @@ def tensorboard_dir(run_dir, fresh=False):
 
 
 def summary_writers(run_dir, fresh=False):
-    """train/ and validation/ writers, the layout Keras' TensorBoard callback uses."""
+    """train/ and validation/ writers, the layout and tags of Keras' TensorBoard callback."""
     import tensorflow as tf
 
     root = tensorboard_dir(run_dir, fresh)
     return {k: tf.summary.create_file_writer(os.path.join(root, k)) for k in ("train", "validation")}
 
 
-def _write_scalars(writers, epoch, row):
+def _write_scalars(writers, epoch, row, optimizer=None):
+    """Keras' callback's epoch tags: epoch_loss, epoch_accuracy (and epoch_learning_rate) per
+    epoch; validation's also against the optimizer's step count (evaluation_*_vs_iterations)."""
     import tensorflow as tf
 
     for split, prefix in (("train", ""), ("validation", "val_")):
@@ -302,6 +316,11 @@ def _write_scalars(writers, epoch, row):
                 value = row.get(prefix + name)
                 if value is not None:
                     tf.summary.scalar(f"epoch_{name}", value, step=epoch)
+                    if prefix and optimizer is not None:
+                        tf.summary.scalar(f"evaluation_{name}_vs_iterations", value,
+                                          step=int(np.asarray(optimizer.iterations)))
+            if not prefix and optimizer is not None:
+                tf.summary.scalar("epoch_learning_rate", float(np.asarray(optimizer.learning_rate)), step=epoch)
         writers[split].flush()
 
 
