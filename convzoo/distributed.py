@@ -143,10 +143,8 @@ def summary(info, batch_size):
 
 def datasets(strat, run, train_ds, val_ds):
     """The custom loop's (train_batches, val_batches) under `strat`, each worker taking its share of
-    every global batch; a multi-worker run first takes the chief's state. Keras 3.15's fit fails
-    under tf.distribute: its first-batch build reduces the input images across replicas, which
-    fails when a batch does not split evenly (MirroredStrategy; keras-team/keras#19246) and always
-    with several workers, whose metric reduction fails too (keras-team/keras#20585)."""
+    every global batch; a multi-worker run first takes the chief's state. (Keras 3.15's fit, which
+    convzoo no longer runs, failed here: keras-team/keras#19246, #20585.)"""
     import tensorflow as tf
 
     if run.p.distribute == "multiworker":

@@ -1,49 +1,15 @@
-"""The training loops. Keras fit runs most recipes (with class weights, per-step TensorBoard logs
-and the fit estimate; bench/levers.py's custom_loop rows time the custom loop against it); one
-custom loop, written out with strategy.run under the current tf.distribute strategy (the default
-one on one device), runs S1's hand-written GradientTape recipe (loop="tape") and --distribute. Both call
-Run.end_epoch once per epoch, check the loss with runstate.check_finite and take their accuracy
-from heads.accuracy.
+"""The training loop: one custom loop, written out with strategy.run under the current
+tf.distribute strategy (the default one on one device), runs every recipe, S1's hand-written
+GradientTape recipe and --distribute alike (bench/levers.py times it against Keras fit, its
+keras_fit row: the custom loop was the faster). It calls Run.end_epoch once per epoch, checks the
+loss with runstate.check_finite and takes its accuracy from heads.accuracy.
 
 TensorFlow is imported inside functions; Keras comes in as an argument.
 """
 import time
 
-from convzoo import heads, watch
+from convzoo import heads
 from convzoo.runstate import check_finite
-
-
-def fit(keras, run, train, val, class_weight=None):
-    """Keras fit over the epochs left, on the compiled run.model."""
-    run.model.fit(train, epochs=run.p.recipe.epochs, class_weight=class_weight,
-                  initial_epoch=run.done, validation_data=val,
-                  shuffle=False, verbose=0,  # the pipeline shuffles
-                  callbacks=[epoch_end_callback(keras, run),
-                             *watch.keras_callbacks(keras, run.watch, run.p.run_dir, initial=not run.p.resume)])
-
-
-def epoch_end_callback(keras, run):
-    """Keras fit's hooks into the run: stop.check() after every step, the loss checked as it goes,
-    Run.end_epoch after every epoch."""
-
-    class EpochEnd(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epoch, self.t0 = epoch, time.time()
-
-        def on_train_batch_end(self, batch, logs=None):
-            run.stop.check()
-            if logs and "loss" in logs:
-                check_finite(logs, self.epoch)
-
-        def on_test_batch_end(self, batch, logs=None):
-            run.stop.check()
-
-        def on_epoch_end(self, epoch, logs=None):
-            run.end_epoch(epoch, logs or {}, time.time() - self.t0)
-            if run.stopped_early:
-                self.model.stop_training = True
-
-    return EpochEnd()
 
 
 def steps(keras, model, optimizer, loss_fn, head, class_weights=None):

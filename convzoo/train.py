@@ -21,10 +21,7 @@ from convzoo.fileio import real_folder
 from convzoo.plan import Plan, default_output, load_data, next_free, plan  # noqa: F401 -- train.plan
 from convzoo.runstate import Run, locked
 
-# speed defaults, each measured by bench/levers.py (see bench/README.md)
-JIT = "auto"  # Keras: no XLA on a CPU-only machine
-PIPELINE = "gather"
-STEPS_PER_EXECUTION = 8  # fewer Python round trips per epoch: 1.09-1.15x on S3 (bench/levers.py)
+PIPELINE = "gather"  # the input pipeline's kind, measured by bench/levers.py (see bench/README.md)
 
 
 def optimizer(keras, recipe, steps_per_epoch, decay_from=0):
@@ -153,7 +150,7 @@ def _loop(p, keras, strategy, run, opts, started):
         log("class weights (balanced): " + ", ".join(f"{run.info.classes[c]} {w:.3f}" for c, w in weights.items()))
     weights = weights and [weights[c] for c in range(len(weights))]
     loss = heads.loss(keras, spec.head, p.recipe.label_smoothing)
-    if strategy is not None:  # Keras 3.15's fit fails under tf.distribute (distributed.datasets)
+    if strategy is not None:
         train_batches, val_batches = distributed.datasets(
             strategy, run, pipeline(x_tr, y_tr, bs, shuffle_seed=p.seed), pipeline(x_va, y_va, bs))
         with distributed.worker_errors(run):
@@ -256,15 +253,6 @@ def pipeline(x, y, batch_size, shuffle_seed=None, kind=None):
     ds = ds.batch(batch_size).map(lambda i: (tf.gather(xs, i), tf.gather(ys, i)),
                                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def compile_model(keras, model, optimizer, head, jit=None, steps_per_execution=None,
-                  label_smoothing=0.0):
-    """compile() as every convzoo fit runs it (bench/levers.py measures the choices)."""
-    # "accuracy": Keras picks heads.accuracy(keras, head) for the head's loss (a test checks it)
-    model.compile(optimizer=optimizer, loss=heads.loss(keras, head, label_smoothing), metrics=["accuracy"],
-                  jit_compile=JIT if jit is None else jit,
-                  steps_per_execution=steps_per_execution or STEPS_PER_EXECUTION)
 
 
 def build(p, info):

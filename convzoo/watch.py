@@ -1,6 +1,6 @@
 """Watching a training run: the cost estimate before it (from a few timed steps), progress and the
-run's ETA during it, --time-budget, and TensorBoard logs. The same for Keras fit, S1's tape loop and
---distribute: the custom loops hand their batches through Watch.epoch_batches.
+run's ETA during it, --time-budget, and TensorBoard logs. The one training loop (loop.py) hands
+its batches through Watch.epoch_batches.
 
 TensorFlow is imported inside functions; Keras comes in as an argument.
 """
@@ -73,49 +73,6 @@ def measure(keras, model, optimizer, loss_fn, head, x, y, x_val, batch_size, str
     images = per * replicas
     return Rates(train=images / train_s, val=images / val_s,
                  overhead=max(first_train - train_s, 0) + max(first_val - val_s, 0), steps=steps)
-
-
-def measure_fit(keras, model, train, val, n, m, steps_per_execution, check=None):
-    """measure() through Keras fit and evaluate on the compiled model, fed by the run's own input
-    pipeline (`train` and `val` repeat their batches); fit then reuses the traced functions. Every
-    model and optimizer variable is put back afterwards. n, m: images per batch."""
-    train = train.take(TIMED_STEPS[1] * steps_per_execution)
-    val = val.take(2 * steps_per_execution)
-    saved = [v.numpy() for v in model.variables]
-    opt_saved = [v.numpy() for v in model.optimizer.variables]
-    marks = []
-
-    class Clock(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            marks.append((batch + 1, time.perf_counter()))
-            if check:
-                check()
-            if len(marks) > 1 and marks[-1][1] - marks[0][1] >= TIMED_SECONDS:
-                self.model.stop_training = True
-
-        def on_test_batch_end(self, batch, logs=None):
-            marks.append((batch + 1, time.perf_counter()))
-            if check:
-                check()
-
-    try:
-        t0 = time.perf_counter()
-        model.fit(train, epochs=1, verbose=0, shuffle=False, callbacks=[Clock()])
-        (s0, m0), (s1, m1) = marks[0], marks[-1]
-        # the first execution traces the function, which the run's fit reuses: not counted
-        step = (m1 - m0) / (s1 - s0) if s1 > s0 else (m0 - t0) / s0
-        steps = s1
-        del marks[:]
-        t0 = time.perf_counter()
-        model.evaluate(val, verbose=0, callbacks=[Clock()])
-        (v0, n0), (v1, n1) = marks[0], marks[-1]
-        val_step = (n1 - n0) / (v1 - v0) if v1 > v0 else (n0 - t0) / v0
-    finally:
-        for v, value in zip(model.variables, saved):
-            v.assign(value)
-        for v, value in zip(model.optimizer.variables, opt_saved):
-            v.assign(value)
-    return Rates(train=n / step, val=m / val_step, overhead=0.0, steps=steps)
 
 
 def _time(call, seconds, fixed, check=None):
@@ -208,7 +165,7 @@ class Watch:
             self.bar.update(steps * self.batch_size)
 
     def epoch_batches(self, epoch, batches):
-        """The custom loops' training batches of one epoch, counted as each one completes."""
+        """The loop's training batches of one epoch, counted as each one completes."""
         self.begin_epoch(epoch)
         n = 0
         for batch in batches:
@@ -263,28 +220,6 @@ def check_budget(opts, rates, n_train, n_val, epochs_left, started):
     if used + one > opts.time_budget * 60:
         raise ConvzooError(f"--time-budget {opts.time_budget:g} min: one epoch takes {about(one)} here "
                            f"(estimate); raise the budget, or train on fewer images with --limit")
-
-
-def keras_callbacks(keras, watch, run_dir, initial=False):
-    """The fit recipes' callbacks: progress and budget, and TensorBoard's own when asked."""
-
-    class Progress(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            watch.begin_epoch(epoch)
-
-        def on_train_batch_end(self, batch, logs=None):
-            watch.step(batch + 1)
-
-        def on_epoch_end(self, epoch, logs=None):
-            if watch.stop:
-                self.model.stop_training = True
-
-    out = [Progress()]
-    if watch.opts.tensorboard:
-        out.append(keras.callbacks.TensorBoard(
-            log_dir=tensorboard_dir(run_dir, fresh=initial), write_graph=False,
-            update_freq=watch.opts.tensorboard_every or "epoch"))
-    return out
 
 
 def tensorboard_dir(run_dir, fresh=False):
