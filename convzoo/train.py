@@ -150,9 +150,10 @@ def _loop(p, keras, strategy, run, opts, started):
         log("class weights (balanced): " + ", ".join(f"{run.info.classes[c]} {w:.3f}" for c, w in weights.items()))
     weights = weights and [weights[c] for c in range(len(weights))]
     loss = heads.loss(keras, spec.head, p.recipe.label_smoothing)
-    if strategy is not None:
-        train_batches, val_batches = distributed.datasets(
-            strategy, run, pipeline(x_tr, y_tr, bs, shuffle_seed=p.seed), pipeline(x_va, y_va, bs))
+    if strategy is not None:  # S1 distributes its own batches: a dataset per epoch in its order
+        train = (lambda epoch: pipeline(x_tr, y_tr, bs, order=tape_order(p.seed, epoch, len(y_tr)))) \
+            if p.recipe.loop == "tape" else pipeline(x_tr, y_tr, bs, shuffle_seed=p.seed)
+        train_batches, val_batches = distributed.datasets(strategy, run, train, pipeline(x_va, y_va, bs))
         with distributed.worker_errors(run):
             loop.custom(keras, run, loss, train_batches, val_batches, weights)
         return
@@ -169,13 +170,18 @@ def tape_batches(run):
     (x_tr, y_tr, x_va, y_va), bs = run.data, run.p.recipe.batch_size
 
     def train_batches(epoch):
-        order = np.random.default_rng([run.p.seed, epoch]).permutation(len(y_tr))
+        order = tape_order(run.p.seed, epoch, len(y_tr))
         return ((x_tr[order[i:i + bs]], y_tr[order[i:i + bs]]) for i in range(0, len(order), bs))
 
     def val_batches():
         return ((x_va[i:i + 1024], y_va[i:i + 1024]) for i in range(0, len(y_va), 1024))
 
     return train_batches, val_batches
+
+
+def tape_order(seed, epoch, n):
+    """S1's images of one epoch, in order: a permutation seeded by (seed, epoch)."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
 
 
 def fit_batches(run):
@@ -223,17 +229,19 @@ def balanced_weights(y, k):
     return {c: (float(len(y) / (k * n)) if n else 0.0) for c, n in enumerate(counts)}
 
 
-def pipeline(x, y, batch_size, shuffle_seed=None, kind=None):
+def pipeline(x, y, batch_size, shuffle_seed=None, kind=None, order=None):
     """A tf.data input pipeline over decoded uint8 images held in memory (decoded once, every file
     checked, and cached on disk by the data loaders). Pixels stay uint8 until the model's Rescaling
     layer; augmentation layers run inside the model. kind "gather" shuffles indices and gathers
-    whole batches (one op per batch); "slices" shuffles and batches single images."""
+    whole batches (one op per batch); "slices" shuffles and batches single images. `order`: the
+    images' indices in the order to batch them, instead of 0..n-1 (S1's, under --distribute)."""
     import tensorflow as tf
 
     kind = kind or PIPELINE
+    ds = tf.data.Dataset.range(len(y)) if order is None else \
+        tf.data.Dataset.from_tensor_slices(np.asarray(order, np.int64))  # indices
     if isinstance(x, (np.memmap, store.Rows)):  # over the memory budget: read from disk per batch
         rows = store.Rows(x)
-        ds = tf.data.Dataset.range(len(y))
         if shuffle_seed is not None:
             ds = ds.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
 
@@ -242,12 +250,11 @@ def pipeline(x, y, batch_size, shuffle_seed=None, kind=None):
             return tf.ensure_shape(xb, (None,) + rows.shape[1:]), tf.ensure_shape(yb, (None,) + y.shape[1:])
         return ds.batch(batch_size).map(read, num_parallel_calls=2, deterministic=True).prefetch(2)
     if kind == "slices":
-        ds = tf.data.Dataset.from_tensor_slices((x, y))
+        ds = tf.data.Dataset.from_tensor_slices((x, y) if order is None else (x[order], y[order]))
         if shuffle_seed is not None:
             ds = ds.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
         return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     xs, ys = tf.constant(x), tf.constant(y)
-    ds = tf.data.Dataset.range(len(y))
     if shuffle_seed is not None:
         ds = ds.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size).map(lambda i: (tf.gather(xs, i), tf.gather(ys, i)),

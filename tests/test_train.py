@@ -230,3 +230,24 @@ def test_the_custom_loop_weights_classes_and_averages_as_keras_fit_does(head, k)
     assert seen["accuracy"] == pytest.approx(logs["accuracy"][0], rel=1e-5)
     for a, b in zip(model.get_weights(), fit_model.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_s1_batches_as_a_dataset_are_s1s_batches():
+    """Under --distribute S1's recipe is fed by train.pipeline in its own order (tape_order): the
+    same batches, epoch by epoch, as its NumPy batches on one device."""
+    import types
+
+    from convzoo import train
+
+    x = np.arange(50 * 4, dtype=np.uint8).reshape(50, 2, 2, 1)
+    y = np.arange(50) % 10
+    run = types.SimpleNamespace(data=(x, y, x[:5], y[:5]),
+                                p=types.SimpleNamespace(seed=3, recipe=types.SimpleNamespace(batch_size=8)))
+    train_batches, _ = train.tape_batches(run)
+    for epoch in (0, 4):
+        want = list(train_batches(epoch))
+        got = list(train.pipeline(x, y, 8, order=train.tape_order(3, epoch, 50)))
+        assert len(got) == len(want) == 7
+        for (xw, yw), (xg, yg) in zip(want, got):
+            np.testing.assert_array_equal(xg.numpy(), xw)
+            np.testing.assert_array_equal(yg.numpy(), yw)
