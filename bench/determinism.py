@@ -7,7 +7,8 @@ against without it, on S3's MNIST model and the release CIFAR-10 recipe (cifar10
 Each measurement runs in its own process (op determinism cannot be turned off once on), the two
 settings take turns over the repeats so drift hits them alike, and the table gives the median
 images/s of each and their ratio. The path is convzoo's: the zoo model with its recipe's
-augmentation, train.compile_model and train.pipeline, seeded as `convzoo train` seeds it.
+augmentation, the custom loop's step over train.pipeline (bench/run.py's convzoo_epoch), seeded as
+`convzoo train` seeds it.
 """
 import argparse
 import json
@@ -46,7 +47,7 @@ def data(model, images, data_dir):
 def worker(model, deterministic, images, epochs, data_dir):
     """In a child process: images/s of one setting (median over `epochs` timed epochs)."""
     sys.path.insert(0, ROOT)
-    from convzoo import backend, data as catalog, train, zoo
+    from convzoo import backend, data as catalog, zoo
 
     keras = backend.load()
     x, y = data(model, images, data_dir)
@@ -58,13 +59,15 @@ def worker(model, deterministic, images, epochs, data_dir):
     spec, info = zoo.get_spec(model), catalog.get(MODELS[model])
     net = zoo.build_model(model, MODELS[model], info.input_shape, len(info.classes), augment=spec.recipe.augment)
     batch = spec.recipe.batch_size
-    train.compile_model(keras, net, train.optimizer(keras, spec.recipe, -(-images // batch)), spec.head)
-    ds = train.pipeline(x, y, batch, shuffle_seed=0)
-    net.fit(ds, epochs=1, shuffle=False, verbose=0)  # tracing and warm-up
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    import run
+
+    epoch = run.convzoo_epoch(keras, net, spec.recipe, spec.head, x, y, batch, steps_per_epoch=-(-images // batch))
+    epoch()  # tracing and warm-up
     times = []
     for _ in range(epochs):
         t0 = time.perf_counter()
-        net.fit(ds, epochs=1, shuffle=False, verbose=0)
+        epoch()
         times.append(time.perf_counter() - t0)
     return images / statistics.median(times)
 

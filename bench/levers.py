@@ -4,7 +4,10 @@
 
 Every setting runs in its own process (thread counts and the Keras backend are fixed at start-up),
 the settings take turns over the repeats so drift hits them alike, and the table gives the median
-images/s and its ratio to the default. A minimal PyTorch loop runs in the same rounds as the peer.
+images/s and its ratio to the default. convzoo's default is its custom loop (loop.steps over
+train.pipeline, as `convzoo train` runs every recipe); keras_fit is Keras fit on the same model,
+optimizer and pipeline with the compile settings convzoo used when fit ran its recipes (the loop
+stays custom while it is the faster); a minimal PyTorch loop runs in the same rounds as a peer.
 """
 import argparse
 import json
@@ -18,33 +21,34 @@ import machine
 
 ROOT = machine.ROOT
 
-# name -> settings that differ from convzoo's default path (see train.compile_model / pipeline)
+# Keras fit as convzoo compiled it when fit ran its recipes (the keras_fit rows)
+FIT_JIT = "auto"  # no XLA on a CPU-only machine
+FIT_STEPS_PER_EXECUTION = 8  # fewer Python round trips per epoch: 1.09-1.15x on S3 under fit
+
+# name -> settings that differ from convzoo's default path (bench/run.py's convzoo_epoch)
 LEVERS = {
     "default": {},
     # oneDNN: convzoo turns it on (convzoo.cpu.defaults); these set it in the child's environment
     "onednn_off": {"env": {"TF_ENABLE_ONEDNN_OPTS": "0"}},
     "onednn_on": {"env": {"TF_ENABLE_ONEDNN_OPTS": "1"}},
     "onednn_isa_avx2": {"env": {"TF_ENABLE_ONEDNN_OPTS": "1", "ONEDNN_MAX_CPU_ISA": "AVX2"}},
-    "jit_on": {"jit": True},
-    "jit_off": {"jit": False},
     "intra1_inter1": {"intra": 1, "inter": 1},
     "intra2_inter1": {"intra": 2, "inter": 1},
     "intra2_inter2": {"intra": 2, "inter": 2},
     "pipeline_slices": {"pipeline": "slices"},
     "pipeline_gather": {"pipeline": "gather"},
+    "arrays_uint8": {"pipeline": "arrays"},  # NumPy batches, as S1's recipe feeds the loop
     "arrays_float32": {"pipeline": "arrays", "dtype": "float32"},
-    "steps_per_execution_1": {"spe": 1},
-    "steps_per_execution_8": {"spe": 8},
-    "steps_per_execution_32": {"spe": 32},
     "batch_64": {"batch": 64},
     "batch_256": {"batch": 256},
     "mixed_bfloat16": {"policy": "mixed_bfloat16"},
-    "backend_jax": {"backend": "jax"},
-    "backend_torch": {"backend": "torch"},
-    # convzoo's custom loop (loop.steps, the default strategy) instead of Keras fit: fed by
-    # train.pipeline as --distribute does, or by NumPy slices as S1's recipe does
-    "custom_loop": {"loop": "pipeline"},
-    "custom_loop_arrays": {"loop": "arrays"},
+    # the peer: Keras fit (compile + fit over the same pipeline), and its own levers
+    "keras_fit": {"fit": True},
+    "keras_fit_jit_on": {"fit": True, "jit": True},
+    "keras_fit_steps_per_execution_1": {"fit": True, "spe": 1},
+    "keras_fit_steps_per_execution_32": {"fit": True, "spe": 32},
+    "keras_fit_backend_jax": {"fit": True, "backend": "jax"},  # the custom loop is TensorFlow's
+    "keras_fit_backend_torch": {"fit": True, "backend": "torch"},
 }
 
 
@@ -63,18 +67,16 @@ def worker(cfg, images, repeats):
     if cfg.get("backend"):
         os.environ["KERAS_BACKEND"] = cfg["backend"]
     sys.path.insert(0, ROOT)
-    import numpy as np
-
-    from convzoo import heads, loop, train, zoo
-    from convzoo.data import mnist
+    from convzoo import heads, train, zoo
 
     if cfg.get("backend", "tensorflow") == "tensorflow":
         set_threads(cfg.get("intra"), cfg.get("inter"))
     import keras
 
-    x, y = mnist.load(os.path.join(ROOT, "data", "mnist"), "train")
-    reps = -(-images // len(y))
-    x, y = np.concatenate([x] * reps)[:images], np.concatenate([y] * reps)[:images]
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    import run
+
+    x, y = run.mnist_data(images)
     if cfg.get("dtype") == "float32":
         x = x.astype("float32")
     if cfg.get("policy"):
@@ -82,27 +84,17 @@ def worker(cfg, images, repeats):
     batch = cfg.get("batch", 128)
     recipe = zoo.get_spec("mnist-cnn").recipe.with_overrides(batch_size=batch)
     model = zoo.build_model("mnist-cnn", "mnist", (28, 28, 1), 10)
-    optimizer = train.optimizer(keras, recipe, 1000)
-    kind = cfg.get("pipeline", train.PIPELINE)
-    if cfg.get("loop"):
-        optimizer.build(model.trainable_variables)
-        step, _ = loop.steps(keras, model, optimizer, heads.loss(keras, "softmax"), "softmax")
-        ds = ([(x[i:i + batch], y[i:i + batch]) for i in range(0, len(y), batch)] if cfg["loop"] == "arrays"
-              else train.pipeline(x, y, batch, shuffle_seed=0, kind=kind))
+    if cfg.get("fit"):
+        model.compile(optimizer=train.optimizer(keras, recipe, 1000), loss=heads.loss(keras, "softmax"),
+                      metrics=["accuracy"], jit_compile=cfg.get("jit", FIT_JIT),
+                      steps_per_execution=cfg.get("spe", FIT_STEPS_PER_EXECUTION))
+        ds = train.pipeline(x, y, batch, shuffle_seed=0)
 
         def epoch():
-            for xb, yb in ds:
-                step(xb, yb).numpy()  # the custom loop reads each step's totals
+            model.fit(ds, epochs=1, shuffle=False, verbose=0)
     else:
-        train.compile_model(keras, model, optimizer, "softmax", jit=cfg.get("jit", train.JIT),
-                            steps_per_execution=cfg.get("spe", train.STEPS_PER_EXECUTION))
-        ds = (x, y) if kind == "arrays" else train.pipeline(x, y, batch, shuffle_seed=0, kind=kind)
-
-        def epoch():
-            if kind == "arrays":
-                model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
-            else:
-                model.fit(ds, epochs=1, shuffle=False, verbose=0)
+        epoch = run.convzoo_epoch(keras, model, recipe, "softmax", x, y, batch,
+                                  kind=cfg.get("pipeline", train.PIPELINE))
     epoch()  # tracing and warm-up
     times = []
     for _ in range(repeats):

@@ -87,22 +87,38 @@ ZOO_NAME = {"s3": ("mnist-cnn", "mnist", (28, 28, 1), 10), "s8": ("catsdogs-cnn"
                                                                  (150, 150, 3), 2)}
 
 
-def convzoo_fit(which, x, y, batch, repeats):
-    """convzoo's training path: the zoo model, its recipe's optimizer, train.compile_model and
+def convzoo_epoch(keras, model, recipe, head, x, y, batch, kind=None, steps_per_epoch=1000):
+    """A function that trains one epoch as `convzoo train` does: the recipe's optimizer and the
+    custom loop's step (loop.steps, the default strategy, each step's totals read back) over
+    train.pipeline (`kind`: its default, "slices", or "arrays": NumPy batches, as S1 feeds)."""
+    from convzoo import heads, loop, train
+
+    optimizer = train.optimizer(keras, recipe, steps_per_epoch)
+    optimizer.build(model.trainable_variables)
+    step, _ = loop.steps(keras, model, optimizer, heads.loss(keras, head, recipe.label_smoothing), head)
+    y = heads.targets(y, head)
+    ds = ([(x[i:i + batch], y[i:i + batch]) for i in range(0, len(y), batch)] if kind == "arrays"
+          else train.pipeline(x, y, batch, shuffle_seed=0, kind=kind))
+
+    def epoch():
+        for xb, yb in ds:
+            step(xb, yb).numpy()
+
+    return epoch
+
+
+def convzoo_train(which, x, y, batch, repeats):
+    """convzoo's training path: the zoo model, its recipe's optimizer, the custom loop over
     train.pipeline, exactly as `convzoo train` runs them. Returns (images/s, FLOP per image)."""
-    from convzoo import backend, train, zoo
+    from convzoo import backend, zoo
 
     keras = backend.load()
     name, dataset, shape, k = ZOO_NAME[which]
     spec = zoo.get_spec(name)
-    recipe = spec.recipe.with_overrides(batch_size=batch)
     model = zoo.build_model(name, dataset, shape, k)
-    train.compile_model(keras, model, train.optimizer(keras, recipe, 1000), spec.head)
-    if spec.head == "sigmoid":
-        y = y.reshape(-1, 1).astype("float32")
-    ds = train.pipeline(x, y, batch, shuffle_seed=0)
-    model.fit(ds, epochs=1, shuffle=False, verbose=0)  # warm-up: tracing
-    ips = len(y) / median_time(lambda: model.fit(ds, epochs=1, shuffle=False, verbose=0), repeats)
+    epoch = convzoo_epoch(keras, model, spec.recipe.with_overrides(batch_size=batch), spec.head, x, y, batch)
+    epoch()  # warm-up: tracing
+    ips = len(y) / median_time(epoch, repeats)
     return ips, train_flop(model)
 
 
@@ -227,7 +243,7 @@ def child(args):
         x, y, _ = cats_data(args.data_dir, args.images)
     batch = args.batch if args.which == "s3" else 32
     if args.child == "convzoo":
-        ips, flop = convzoo_fit(args.which, x, y, batch, args.repeats)
+        ips, flop = convzoo_train(args.which, x, y, batch, args.repeats)
         return {"ips": ips, "flop": flop}
     if args.child == "plain_keras":
         return {"ips": keras_fit(args.which, x, y, batch, args.repeats)}
@@ -243,7 +259,7 @@ def pipeline_rows(x, y, batch, repeats, tiny):
     S9 augmentation layers alone, and the whole S9 training step (augmentation included)."""
     from PIL import Image
 
-    from convzoo import backend, train, zoo
+    from convzoo import backend, zoo
     from convzoo.data import folders
     from convzoo import data as catalog
     from convzoo.nets import augmentation
@@ -270,10 +286,9 @@ def pipeline_rows(x, y, batch, repeats, tiny):
     rows["cats_augment_images_per_s"] = round(steps * batch / t, 1)
     spec = zoo.get_spec("catsdogs-cnn-aug")
     model = zoo.build_model("catsdogs-cnn-aug", "cats_vs_dogs", (150, 150, 3), 2)
-    train.compile_model(keras, model, train.optimizer(keras, spec.recipe, 1000), spec.head)
-    ds = train.pipeline(x, y.reshape(-1, 1).astype("float32"), batch, shuffle_seed=0)
-    model.fit(ds, epochs=1, shuffle=False, verbose=0)
-    t = median_time(lambda: model.fit(ds, epochs=1, shuffle=False, verbose=0), repeats)
+    epoch = convzoo_epoch(keras, model, spec.recipe, spec.head, x, y, batch)
+    epoch()
+    t = median_time(epoch, repeats)
     rows["cats_s9_train_step_images_per_s"] = round(len(y) / t, 1)
     rows["cats_decode_vs_step"] = round(rows["cats_decode_resize_images_per_s"] /
                                         rows["cats_s9_train_step_images_per_s"], 2)

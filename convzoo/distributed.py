@@ -143,19 +143,24 @@ def summary(info, batch_size):
 
 def datasets(strat, run, train_ds, val_ds):
     """The custom loop's (train_batches, val_batches) under `strat`, each worker taking its share of
-    every global batch; a multi-worker run first takes the chief's state. Keras 3.15's fit fails
-    under tf.distribute: its first-batch build reduces the input images across replicas, which
-    fails when a batch does not split evenly (MirroredStrategy; keras-team/keras#19246) and always
-    with several workers, whose metric reduction fails too (keras-team/keras#20585)."""
+    every global batch; a multi-worker run first takes the chief's state. train_ds: a dataset, or
+    a function of the epoch giving that epoch's (S1's batches, in its own order). (Keras 3.15's fit, which
+    convzoo no longer runs, failed here: keras-team/keras#19246, #20585.)"""
     import tensorflow as tf
 
     if run.p.distribute == "multiworker":
         _start_from_chief(strat, run)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    train_ds = strat.experimental_distribute_dataset(train_ds.with_options(options))
-    val_ds = strat.experimental_distribute_dataset(val_ds.with_options(options))
-    return (lambda epoch: train_ds), (lambda: val_ds)
+
+    def spread(ds):
+        return strat.experimental_distribute_dataset(ds.with_options(options))
+
+    val = spread(val_ds)
+    if callable(train_ds):
+        return (lambda epoch: spread(train_ds(epoch))), (lambda: val)
+    train = spread(train_ds)
+    return (lambda epoch: train), (lambda: val)
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ def targets(y, head):
 
 def loss(keras, head, label_smoothing=0.0):
     """The head's loss; label smoothing for a softmax head one-hots the integer labels in the loss,
-    so the data pipeline, accuracy metric and loops stay as they are."""
+    so the data pipeline, accuracy and loop stay as they are."""
     if head == "sigmoid":
         return keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
     if not label_smoothing:

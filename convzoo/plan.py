@@ -97,7 +97,6 @@ def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None,
                          dict(save_best=save_best or None, early_stop=early_stop, monitor=monitor,
                               deterministic=deterministic or None), overrides)
         p.strict, p.distribute, p.devices, p.non_chief = strict, distribute, devices, non_chief
-        _check_distribute(p.model, p.recipe, distribute)
         return p
     seed = 0 if seed is None else seed
     model = model or info.default_model
@@ -106,12 +105,9 @@ def plan(dataset, model=None, output=None, data_dir=None, seed=None, limit=None,
         raise ConvzooError(f"model '{model}' is built for {', '.join(spec.datasets)}, not {dataset}; "
                            f"models for {dataset}: {', '.join(zoo.list_models(dataset=dataset))}")
     recipe = spec.recipe.with_overrides(**overrides)
-    _check_recipe(model, recipe, distribute)
+    _check_recipe(model, recipe)
     if class_weight not in (None, "balanced"):
         raise ConvzooError(f"--class-weight {class_weight}: the only weighting is 'balanced'")
-    if class_weight and (distribute or recipe.loop == "tape"):
-        raise ConvzooError("--class-weight balanced weights Keras fit's loss; it does not apply to "
-                           + ("--distribute" if distribute else model + "'s hand-written loop"))
     weights = _check_weights(spec, info, weights)
     if output == "auto":  # the default name, or the first free x-2.h5, x-3.h5, ... beside it
         if task is not None:
@@ -149,7 +145,7 @@ def _no_links(output):
     refuse_link(run_folder(output), "run folder", hint)
 
 
-def _check_recipe(model, recipe, distribute):
+def _check_recipe(model, recipe):
     """The recipe's values, given on the command line or read from a run state (--resume)."""
     spec = zoo.get_spec(model)
     for key, choices in (("optimizer", zoo.OPTIMIZERS), ("schedule", zoo.SCHEDULES),
@@ -166,14 +162,7 @@ def _check_recipe(model, recipe, distribute):
     if recipe.loop == "tape" and recipe.optimizer != "sgd":
         raise ConvzooError(f"{model} is S1's hand-written plain-SGD loop; it takes no --optimizer "
                            f"{recipe.optimizer}")
-    _check_distribute(model, recipe, distribute)
     tricks.check(recipe, model)
-
-
-def _check_distribute(model, recipe, distribute):
-    if distribute and recipe.loop == "tape":
-        raise ConvzooError(f"{model} is S1's hand-written GradientTape loop, which runs on one device; "
-                           f"train it without --distribute")
 
 
 def _check_weights(spec, info, weights):
@@ -228,7 +217,7 @@ def _resume_plan(info, model, output, data_dir, seed, limit, run_options, overri
         if cfg.get("class_weight") not in (None, "balanced") or (cfg.get("early_stop") or 1) < 1 \
                 or cfg.get("decay_from", 0) < 0:
             raise ConvzooError("class_weight, early_stop or decay_from out of range")
-        _check_recipe(cfg["model"], zoo.Recipe(**cfg["recipe"]), None)
+        _check_recipe(cfg["model"], zoo.Recipe(**cfg["recipe"]))
     except ConvzooError as e:
         raise StateError(f"{state}: the stored plan is refused ({e})") from None
     given = {"dataset": dataset, "model": model, "seed": seed, "limit": limit, **run_options}

@@ -1,7 +1,7 @@
 """The state of one training run: per-epoch history, state.npz (weights, optimizer variables and
 history, to --resume), the checkpoint rewritten after each epoch, its metadata, and the run folder
 (history.csv, config.json, curves.png), and the lock that keeps a second training off one --output.
-Every training loop calls Run.end_epoch once per epoch.
+The training loop calls Run.end_epoch once per epoch.
 """
 import contextlib
 import csv
@@ -289,14 +289,14 @@ def _take_over(output, path, log):
 
 
 class Run:
-    """Per-epoch bookkeeping shared by both loops: log line, history, checkpoint, run folder."""
+    """Per-epoch bookkeeping of the training loop: log line, history, checkpoint, run folder."""
 
     def __init__(self, p, model, info, spec, n_train, n_val, log):
         self.p, self.model, self.info, self.spec = p, model, info, spec
         self.history = {k: [] for k in COLUMNS}
         self.n_train, self.n_val, self.log = n_train, n_val, log
         self.optimizer = None
-        self.stop = None  # interrupt.Stop: the loops call stop.check() after every step
+        self.stop = None  # interrupt.Stop: the loop calls stop.check() after every step
         self.watch = None  # watch.Watch: progress, the run's ETA, --time-budget
         self.data = None  # (x_train, y_train, x_val, y_val)
         self.distribute = None  # the strategy and replica count, for the metadata

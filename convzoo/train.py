@@ -1,8 +1,8 @@
 """Training: train() runs a plan (plan.py: `convzoo train`'s options resolved and checked) end to
 end: set up TensorFlow's devices, load the data, build the model (model surgery: nets.py), make the
-recipe's optimizer, time a few steps, then run one of the two loops of loop.py (Keras fit for most
-recipes, the custom loop for S1's hand-written GradientTape recipe and --distribute). The
-per-epoch state (history, checkpoint, state.npz, run folder) is runstate.Run's.
+recipe's optimizer, time a few steps, then run loop.py's custom loop fed by the recipe's batches
+(the tf.data pipeline in Keras fit's order, S1's NumPy batches, or the distributed datasets of
+--distribute). The per-epoch state (history, checkpoint, state.npz, run folder) is runstate.Run's.
 """
 import dataclasses
 import math
@@ -21,10 +21,7 @@ from convzoo.fileio import real_folder
 from convzoo.plan import Plan, default_output, load_data, next_free, plan  # noqa: F401 -- train.plan
 from convzoo.runstate import Run, locked
 
-# speed defaults, each measured by bench/levers.py (see bench/README.md)
-JIT = "auto"  # Keras: no XLA on a CPU-only machine
-PIPELINE = "gather"
-STEPS_PER_EXECUTION = 8  # fewer Python round trips per epoch: 1.09-1.15x on S3 (bench/levers.py)
+PIPELINE = "gather"  # the input pipeline's kind, measured by bench/levers.py (see bench/README.md)
 
 
 def optimizer(keras, recipe, steps_per_epoch, decay_from=0):
@@ -138,34 +135,33 @@ def _loop(p, keras, strategy, run, opts, started):
                 f"improved for {p.early_stop} epochs); {p.output} holds epoch {run.best_epoch}'s weights; "
                 f"to train on from them: convzoo train {p.dataset} --model {p.model} --weights {p.output} "
                 f"--output {next_free(p.output)}")
-    model, bs = run.model, p.recipe.batch_size
-    fit = strategy is None and p.recipe.loop == "fit"
-    if fit and run.epochs_left():
-        compile_model(keras, model, run.optimizer, spec.head,
-                      label_smoothing=p.recipe.label_smoothing)
+    bs = p.recipe.batch_size
     if run.epochs_left() and (not opts.quiet or opts.time_budget):  # timed before anything is written
-        rates = _measure(keras, run, strategy, fit)
+        rates = _measure(keras, run, strategy)
         log(watch.estimate_line(rates, p.recipe.epochs, len(y_tr), len(y_va), bs, run.done))
         watch.check_budget(opts, rates, len(y_tr), len(y_va), p.recipe.epochs - run.done, started)
     real_folder(p.run_dir, "run folder")
     run.watch = watch.Watch(opts, len(y_tr), bs, p.recipe.epochs, run.done, started)
-    if opts.tensorboard and not fit:
+    if opts.tensorboard and run.epochs_left():
         run.watch.writers = watch.summary_writers(p.run_dir, fresh=not p.resume)
+        run.watch.optimizer = run.optimizer
+    weights = balanced_weights(y_tr, len(run.info.classes)) if p.class_weight and run.epochs_left() else None
+    if weights:
+        log("class weights (balanced): " + ", ".join(f"{run.info.classes[c]} {w:.3f}" for c, w in weights.items()))
+    weights = weights and [weights[c] for c in range(len(weights))]
     loss = heads.loss(keras, spec.head, p.recipe.label_smoothing)
-    if strategy is not None:  # the custom loop: Keras 3.15's fit fails under tf.distribute
-        train_batches, val_batches = distributed.datasets(
-            strategy, run, pipeline(x_tr, y_tr, bs, shuffle_seed=p.seed), pipeline(x_va, y_va, bs))
+    if strategy is not None:  # S1 distributes its own batches: a dataset per epoch in its order
+        train = (lambda epoch: pipeline(x_tr, y_tr, bs, order=tape_order(p.seed, epoch, len(y_tr)))) \
+            if p.recipe.loop == "tape" else pipeline(x_tr, y_tr, bs, shuffle_seed=p.seed)
+        train_batches, val_batches = distributed.datasets(strategy, run, train, pipeline(x_va, y_va, bs))
         with distributed.worker_errors(run):
-            loop.custom(keras, run, loss, train_batches, val_batches)
-    elif p.recipe.loop == "tape":
+            loop.custom(keras, run, loss, train_batches, val_batches, weights)
+        return
+    if p.recipe.loop == "tape":
         train_batches, val_batches = tape_batches(run)
-        loop.custom(keras, run, loss, train_batches, val_batches)
-    elif run.epochs_left():
-        weights = balanced_weights(y_tr, len(run.info.classes)) if p.class_weight else None
-        if weights:
-            log("class weights (balanced): " + ", ".join(f"{run.info.classes[c]} {w:.3f}"
-                                                         for c, w in weights.items()))
-        loop.fit(keras, run, pipeline(x_tr, y_tr, bs, shuffle_seed=p.seed), pipeline(x_va, y_va, bs), weights)
+    else:
+        train_batches, val_batches = fit_batches(run)
+    loop.custom(keras, run, loss, train_batches, val_batches, weights)
 
 
 def tape_batches(run):
@@ -174,7 +170,7 @@ def tape_batches(run):
     (x_tr, y_tr, x_va, y_va), bs = run.data, run.p.recipe.batch_size
 
     def train_batches(epoch):
-        order = np.random.default_rng([run.p.seed, epoch]).permutation(len(y_tr))
+        order = tape_order(run.p.seed, epoch, len(y_tr))
         return ((x_tr[order[i:i + bs]], y_tr[order[i:i + bs]]) for i in range(0, len(order), bs))
 
     def val_batches():
@@ -183,14 +179,30 @@ def tape_batches(run):
     return train_batches, val_batches
 
 
-def _measure(keras, run, strategy, fit):
+def tape_order(seed, epoch, n):
+    """S1's images of one epoch, in order: a permutation seeded by (seed, epoch)."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def fit_batches(run):
+    """The input pipeline in Keras fit's data order: one shuffling dataset, a new iterator each
+    epoch and one more, unused, at each epoch's end (Keras' EpochIterator does that, and each
+    iterator draws the next shuffle), so a run gives the same batches as it did under fit."""
+    (x_tr, y_tr, x_va, y_va), bs = run.data, run.p.recipe.batch_size
+    train_ds, val_ds = pipeline(x_tr, y_tr, bs, shuffle_seed=run.p.seed), pipeline(x_va, y_va, bs)
+    first = run.done
+
+    def train_batches(epoch):
+        if epoch > first:
+            iter(train_ds)
+        return train_ds
+
+    return train_batches, (lambda: val_ds)
+
+
+def _measure(keras, run, strategy):
     """A few timed steps of this run's loop (watch.py), leaving the model and optimizer as they were."""
     p, (x_tr, y_tr, x_va, y_va) = run.p, run.data
-    if fit:
-        bs = p.recipe.batch_size  # the run's own pipeline, so that fit reuses the traced functions
-        train, val = pipeline(x_tr, y_tr, bs).repeat(), pipeline(x_va, y_va, bs).repeat()
-        return watch.measure_fit(keras, run.model, train, val, min(bs, len(y_tr)), min(bs, len(y_va)),
-                                 STEPS_PER_EXECUTION, check=run.stop.check)
     return watch.measure(keras, run.model, optimizer(keras, p.recipe, 1),
                          heads.loss(keras, run.spec.head, p.recipe.label_smoothing), run.spec.head,
                          x_tr, y_tr, x_va, p.recipe.batch_size, strategy,
@@ -217,17 +229,19 @@ def balanced_weights(y, k):
     return {c: (float(len(y) / (k * n)) if n else 0.0) for c, n in enumerate(counts)}
 
 
-def pipeline(x, y, batch_size, shuffle_seed=None, kind=None):
+def pipeline(x, y, batch_size, shuffle_seed=None, kind=None, order=None):
     """A tf.data input pipeline over decoded uint8 images held in memory (decoded once, every file
     checked, and cached on disk by the data loaders). Pixels stay uint8 until the model's Rescaling
     layer; augmentation layers run inside the model. kind "gather" shuffles indices and gathers
-    whole batches (one op per batch); "slices" shuffles and batches single images."""
+    whole batches (one op per batch); "slices" shuffles and batches single images. `order`: the
+    images' indices in the order to batch them, instead of 0..n-1 (S1's, under --distribute)."""
     import tensorflow as tf
 
     kind = kind or PIPELINE
+    ds = tf.data.Dataset.range(len(y)) if order is None else \
+        tf.data.Dataset.from_tensor_slices(np.asarray(order, np.int64))  # indices
     if isinstance(x, (np.memmap, store.Rows)):  # over the memory budget: read from disk per batch
         rows = store.Rows(x)
-        ds = tf.data.Dataset.range(len(y))
         if shuffle_seed is not None:
             ds = ds.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
 
@@ -236,26 +250,16 @@ def pipeline(x, y, batch_size, shuffle_seed=None, kind=None):
             return tf.ensure_shape(xb, (None,) + rows.shape[1:]), tf.ensure_shape(yb, (None,) + y.shape[1:])
         return ds.batch(batch_size).map(read, num_parallel_calls=2, deterministic=True).prefetch(2)
     if kind == "slices":
-        ds = tf.data.Dataset.from_tensor_slices((x, y))
+        ds = tf.data.Dataset.from_tensor_slices((x, y) if order is None else (x[order], y[order]))
         if shuffle_seed is not None:
             ds = ds.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
         return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     xs, ys = tf.constant(x), tf.constant(y)
-    ds = tf.data.Dataset.range(len(y))
     if shuffle_seed is not None:
         ds = ds.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size).map(lambda i: (tf.gather(xs, i), tf.gather(ys, i)),
                                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def compile_model(keras, model, optimizer, head, jit=None, steps_per_execution=None,
-                  label_smoothing=0.0):
-    """compile() as every convzoo fit runs it (bench/levers.py measures the choices)."""
-    # "accuracy": Keras picks heads.accuracy(keras, head) for the head's loss (a test checks it)
-    model.compile(optimizer=optimizer, loss=heads.loss(keras, head, label_smoothing), metrics=["accuracy"],
-                  jit_compile=JIT if jit is None else jit,
-                  steps_per_execution=steps_per_execution or STEPS_PER_EXECUTION)
 
 
 def build(p, info):

@@ -1,6 +1,6 @@
 """Watching a training run: the cost estimate before it (from a few timed steps), progress and the
-run's ETA during it, --time-budget, and TensorBoard logs. The same for Keras fit, S1's tape loop and
---distribute: the custom loops hand their batches through Watch.epoch_batches.
+run's ETA during it, --time-budget, and TensorBoard logs. The one training loop (loop.py) hands
+its batches through Watch.epoch_batches.
 
 TensorFlow is imported inside functions; Keras comes in as an argument.
 """
@@ -30,7 +30,7 @@ class Options:
     quiet: bool = False  # no progress bar or lines, no estimate, no per-epoch lines
     time_budget: float | None = None  # minutes: stop after the last epoch that fits
     tensorboard: bool = False
-    tensorboard_every: int | None = None  # also log every N steps (Keras fit recipes)
+    tensorboard_every: int | None = None  # also log every N training steps
 
 
 @dataclasses.dataclass
@@ -76,49 +76,6 @@ def measure(keras, model, optimizer, loss_fn, head, x, y, x_val, batch_size, str
     images = per * replicas
     return Rates(train=images / train_s, val=images / val_s,
                  overhead=max(first_train - train_s, 0) + max(first_val - val_s, 0), steps=steps)
-
-
-def measure_fit(keras, model, train, val, n, m, steps_per_execution, check=None):
-    """measure() through Keras fit and evaluate on the compiled model, fed by the run's own input
-    pipeline (`train` and `val` repeat their batches); fit then reuses the traced functions. Every
-    model and optimizer variable is put back afterwards. n, m: images per batch."""
-    train = train.take(TIMED_STEPS[1] * steps_per_execution)
-    val = val.take(2 * steps_per_execution)
-    saved = [v.numpy() for v in model.variables]
-    opt_saved = [v.numpy() for v in model.optimizer.variables]
-    marks = []
-
-    class Clock(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            marks.append((batch + 1, time.perf_counter()))
-            if check:
-                check()
-            if len(marks) > 1 and marks[-1][1] - marks[0][1] >= TIMED_SECONDS:
-                self.model.stop_training = True
-
-        def on_test_batch_end(self, batch, logs=None):
-            marks.append((batch + 1, time.perf_counter()))
-            if check:
-                check()
-
-    try:
-        t0 = time.perf_counter()
-        model.fit(train, epochs=1, verbose=0, shuffle=False, callbacks=[Clock()])
-        (s0, m0), (s1, m1) = marks[0], marks[-1]
-        # the first execution traces the function, which the run's fit reuses: not counted
-        step = (m1 - m0) / (s1 - s0) if s1 > s0 else (m0 - t0) / s0
-        steps = s1
-        del marks[:]
-        t0 = time.perf_counter()
-        model.evaluate(val, verbose=0, callbacks=[Clock()])
-        (v0, n0), (v1, n1) = marks[0], marks[-1]
-        val_step = (n1 - n0) / (v1 - v0) if v1 > v0 else (n0 - t0) / v0
-    finally:
-        for v, value in zip(model.variables, saved):
-            v.assign(value)
-        for v, value in zip(model.optimizer.variables, opt_saved):
-            v.assign(value)
-    return Rates(train=n / step, val=m / val_step, overhead=0.0, steps=steps)
 
 
 def _time(call, seconds, fixed, check=None, most=TIMED_STEPS[1]):
@@ -175,7 +132,8 @@ class Watch:
         self.epoch = done
         self.stop = False  # set when the next epoch would not fit in the time budget
         self.stop_message = None
-        self.writers = None  # tf.summary writers, for loops that are not Keras fit
+        self.writers = None  # --tensorboard: tf.summary writers (summary_writers)
+        self.optimizer = None  # with writers: its learning rate and step count are logged too
 
     def typical_epoch(self):
         """Seconds per epoch: the mean after the first (which traces the loop's functions)."""
@@ -212,13 +170,24 @@ class Watch:
             self.bar.update(steps * self.batch_size)
 
     def epoch_batches(self, epoch, batches):
-        """The custom loops' training batches of one epoch, counted as each one completes."""
+        """The loop's training batches of one epoch, counted as each one completes."""
         self.begin_epoch(epoch)
         n = 0
         for batch in batches:
             yield batch
             n += 1
             self.step(n)
+
+    def step_scalars(self, step, loss, accuracy):
+        """--tensorboard-every N: the epoch's running loss and accuracy after every Nth training
+        step (counted from this process's first), as Keras' callback logs them."""
+        every = self.opts.tensorboard_every
+        if self.writers and every and step % every == 0:
+            import tensorflow as tf
+
+            with self.writers["train"].as_default():
+                tf.summary.scalar("batch_loss", loss, step=step)
+                tf.summary.scalar("batch_accuracy", accuracy, step=step)
 
     def end_epoch(self, epoch, row):
         """Called with the epoch's row before it is saved; returns text for the epoch's line."""
@@ -230,7 +199,7 @@ class Watch:
         self.mark = now
         self.epoch = epoch + 1
         if self.writers:
-            _write_scalars(self.writers, epoch, row)
+            _write_scalars(self.writers, epoch, row, self.optimizer)
         left = self.epochs - epoch - 1
         if left <= 0:
             return ""
@@ -258,28 +227,6 @@ def check_budget(opts, rates, n_train, n_val, epochs_left, started):
                            f"(estimate); raise the budget, or train on fewer images with --limit")
 
 
-def keras_callbacks(keras, watch, run_dir, initial=False):
-    """The fit recipes' callbacks: progress and budget, and TensorBoard's own when asked."""
-
-    class Progress(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            watch.begin_epoch(epoch)
-
-        def on_train_batch_end(self, batch, logs=None):
-            watch.step(batch + 1)
-
-        def on_epoch_end(self, epoch, logs=None):
-            if watch.stop:
-                self.model.stop_training = True
-
-    out = [Progress()]
-    if watch.opts.tensorboard:
-        out.append(keras.callbacks.TensorBoard(
-            log_dir=tensorboard_dir(run_dir, fresh=initial), write_graph=False,
-            update_freq=watch.opts.tensorboard_every or "epoch"))
-    return out
-
-
 def tensorboard_dir(run_dir, fresh=False):
     """The run folder's TensorBoard logs; a fresh run (not --resume) starts them anew."""
     # tensorboard 2.21 converts Keras' scalars with np.array(copy=False): a NumPy 2 warning per write
@@ -291,14 +238,16 @@ def tensorboard_dir(run_dir, fresh=False):
 
 
 def summary_writers(run_dir, fresh=False):
-    """train/ and validation/ writers, the layout Keras' TensorBoard callback uses."""
+    """train/ and validation/ writers, the layout and tags of Keras' TensorBoard callback."""
     import tensorflow as tf
 
     root = tensorboard_dir(run_dir, fresh)
     return {k: tf.summary.create_file_writer(os.path.join(root, k)) for k in ("train", "validation")}
 
 
-def _write_scalars(writers, epoch, row):
+def _write_scalars(writers, epoch, row, optimizer=None):
+    """Keras' callback's epoch tags: epoch_loss, epoch_accuracy (and epoch_learning_rate) per
+    epoch; validation's also against the optimizer's step count (evaluation_*_vs_iterations)."""
     import tensorflow as tf
 
     for split, prefix in (("train", ""), ("validation", "val_")):
@@ -307,6 +256,11 @@ def _write_scalars(writers, epoch, row):
                 value = row.get(prefix + name)
                 if value is not None:
                     tf.summary.scalar(f"epoch_{name}", value, step=epoch)
+                    if prefix and optimizer is not None:
+                        tf.summary.scalar(f"evaluation_{name}_vs_iterations", value,
+                                          step=int(np.asarray(optimizer.iterations)))
+            if not prefix and optimizer is not None:
+                tf.summary.scalar("epoch_learning_rate", float(np.asarray(optimizer.learning_rate)), step=epoch)
         writers[split].flush()
 
 

@@ -171,20 +171,83 @@ def test_mixed_bfloat16_trains_and_saves_a_float32_checkpoint(runner, tmp_path):
 
 @pytest.mark.parametrize("head, units", [("softmax", 3), ("logits", 3), ("sigmoid", 1)])
 def test_fit_and_the_custom_loop_score_accuracy_alike(head, units):
-    """compile's metrics=["accuracy"] (Keras fit) and loop.steps (the custom loop) both count
-    heads.accuracy: the same answer on the same outputs, for every head."""
+    """Keras' metrics=["accuracy"] (what fit reported when it ran the recipes) and loop.steps (the
+    custom loop) both count heads.accuracy: the same answer on the same outputs, for every head."""
     import keras
 
-    from convzoo import heads, loop, train
+    from convzoo import heads, loop
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((64, 4)).astype("float32")
     y = heads.targets(rng.integers(0, 2 if head == "sigmoid" else 3, 64), head)
     act = {"softmax": "softmax", "logits": None, "sigmoid": "sigmoid"}[head]
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(units, activation=act)])
-    train.compile_model(keras, model, keras.optimizers.SGD(0.0), head)
+    model.compile(keras.optimizers.SGD(0.0), loss=heads.loss(keras, head), metrics=["accuracy"])
     fit_acc = model.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)["accuracy"]
     _, val_batch = loop.steps(keras, model, keras.optimizers.SGD(0.0), heads.loss(keras, head), head)
     loss_sum, right, n = val_batch(x, y).numpy()
     assert n == 64 and right / n == pytest.approx(fit_acc)
     assert 0 < right < 64  # a real check: some right, some wrong
+
+
+@pytest.mark.parametrize("head, k", [("softmax", 3), ("sigmoid", 2)])
+def test_the_custom_loop_weights_classes_and_averages_as_keras_fit_does(head, k):
+    """--class-weight balanced and --ema: an epoch of loop.custom gives the loss, accuracy and final
+    (averaged) weights Keras fit gives with class_weight and use_ema, on the same batches."""
+    import types
+
+    import keras
+
+    from convzoo import heads, loop, train, watch
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((48, 4)).astype("float32")
+    y = heads.targets(np.r_[np.zeros(30, int), rng.integers(0, k, 18)], head)  # unbalanced
+    weights = train.balanced_weights(y, k)
+    # 5 steps per epoch for the averaging, 3 taken: only the end-of-training overwrite averages
+    recipe = zoo.Recipe(optimizer="sgd", learning_rate=0.5, epochs=1, ema=0.5)
+
+    def fresh():
+        keras.utils.set_random_seed(0)
+        act = "sigmoid" if head == "sigmoid" else "softmax"
+        return keras.Sequential([keras.Input((4,)), keras.layers.Dense(heads.units(head, k), activation=act)])
+
+    fit_model = fresh()
+    fit_model.compile(train.optimizer(keras, recipe, 5), loss=heads.loss(keras, head), metrics=["accuracy"])
+    logs = fit_model.fit(x, y, batch_size=16, shuffle=False, class_weight=weights, verbose=0).history
+
+    model, seen = fresh(), {}
+    run = types.SimpleNamespace(
+        model=model, optimizer=train.optimizer(keras, recipe, 5), spec=types.SimpleNamespace(head=head),
+        stop=types.SimpleNamespace(check=lambda: None), stopped_early=None, epochs_left=lambda: range(1),
+        watch=watch.Watch(watch.Options(quiet=True), 48, 16, 1),
+        end_epoch=lambda epoch, row, seconds: seen.update(row))
+    run.optimizer.build(model.trainable_variables)
+    batches = [(x[i:i + 16], y[i:i + 16]) for i in range(0, 48, 16)]
+    loop.custom(keras, run, heads.loss(keras, head), lambda epoch: batches, lambda: batches,
+                [weights[c] for c in range(k)])
+    assert seen["loss"] == pytest.approx(logs["loss"][0], rel=1e-5)
+    assert seen["accuracy"] == pytest.approx(logs["accuracy"][0], rel=1e-5)
+    for a, b in zip(model.get_weights(), fit_model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_s1_batches_as_a_dataset_are_s1s_batches():
+    """Under --distribute S1's recipe is fed by train.pipeline in its own order (tape_order): the
+    same batches, epoch by epoch, as its NumPy batches on one device."""
+    import types
+
+    from convzoo import train
+
+    x = np.arange(50 * 4, dtype=np.uint8).reshape(50, 2, 2, 1)
+    y = np.arange(50) % 10
+    run = types.SimpleNamespace(data=(x, y, x[:5], y[:5]),
+                                p=types.SimpleNamespace(seed=3, recipe=types.SimpleNamespace(batch_size=8)))
+    train_batches, _ = train.tape_batches(run)
+    for epoch in (0, 4):
+        want = list(train_batches(epoch))
+        got = list(train.pipeline(x, y, 8, order=train.tape_order(3, epoch, 50)))
+        assert len(got) == len(want) == 7
+        for (xw, yw), (xg, yg) in zip(want, got):
+            np.testing.assert_array_equal(xg.numpy(), xw)
+            np.testing.assert_array_equal(yg.numpy(), yw)

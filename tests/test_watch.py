@@ -59,8 +59,9 @@ def read_events(root):
     return out
 
 
-@pytest.mark.parametrize("model", ["mlp", "fashion-cnn-scratch"])  # Keras' callback, convzoo's writer
+@pytest.mark.parametrize("model", ["mlp", "fashion-cnn-scratch"])  # the pipeline, S1's NumPy batches
 def test_tensorboard_logs(runner, tmp_path, model):
+    """The tags Keras' TensorBoard callback wrote when fit ran these recipes, in the same folders."""
     pytest.importorskip("tensorboard", reason="tensorboard not installed (pip install tensorboard)")
     dataset = "fashion_mnist" if model == "fashion-cnn-scratch" else "mnist"
     every = ["--tensorboard-every", "1"] if model == "mlp" else []
@@ -73,8 +74,13 @@ def test_tensorboard_logs(runner, tmp_path, model):
     assert sorted(scalars["validation"]["epoch_accuracy"]) == [0, 1]
     history = list(csv.DictReader(open(tmp_path / "m_run" / "history.csv")))
     assert scalars["validation"]["epoch_accuracy"][1] == pytest.approx(float(history[1]["val_accuracy"]))
+    assert set(scalars["train"]) >= {"epoch_loss", "epoch_accuracy", "epoch_learning_rate"}
+    assert set(scalars["validation"]) >= {"evaluation_loss_vs_iterations", "evaluation_accuracy_vs_iterations"}
     if every:
         assert len(scalars["train"].get("batch_loss", {})) >= 2  # per-step scalars as well
+        assert sorted(scalars["train"]["batch_accuracy"]) == sorted(scalars["train"]["batch_loss"])
+    else:
+        assert "batch_loss" not in scalars["train"]
 
 
 def test_estimate_within_a_factor_of_two(runner, tmp_path):
