@@ -418,8 +418,7 @@ def data_check(target, data_dir, as_json):
 @click.option("--tensorboard", is_flag=True,
               help="Write TensorBoard logs (per-epoch scalars) to the run folder's tensorboard/.")
 @click.option("--tensorboard-every", type=click.IntRange(min=1), metavar="N",
-              help="With --tensorboard: also log every N steps (Keras fit recipes) [default: per epoch "
-                   "only].")
+              help="With --tensorboard: also log every N training steps [default: per epoch only].")
 @click.option("--quiet", "-q", is_flag=True,
               help="No progress, estimate or per-epoch lines on stderr; errors and the result only.")
 def train(dataset, model_name, limit, weights, seed, class_weight, data_dir, output, overwrite, resume,

@@ -30,8 +30,6 @@ def check(recipe, model_name):
                            f"--epochs {recipe.epochs}")
     if recipe.weight_decay < 0:
         raise ConvzooError(f"--weight-decay {recipe.weight_decay:g}: must be at least 0")
-    if recipe.ema and recipe.loop == "tape":
-        raise ConvzooError("--ema averages weights inside Keras fit; S1's hand-written loop has none")
     tta.parse(recipe.tta)
     if takes_layers_from_weights(model_name) and (
             recipe.whiten or recipe.bn_momentum != 0.99 or not recipe.bn_scale):

@@ -41,7 +41,8 @@ class Recipe:
     batch_size: int = field(32, "Images per step: the global batch, split across the replicas with "
                                 "--distribute.", min=1)
     epochs: int = field(10, "Passes over the training images.", min=1)
-    loop: str = field("fit", '"fit" (Keras fit) or "tape" (S1\'s hand-written GradientTape loop).', cli=False)
+    loop: str = field("fit", '"fit" (the shuffled tf.data pipeline, in Keras fit\'s order) or "tape" (S1\'s '
+                                 'NumPy batches, a permutation per epoch); both train on loop.custom.', cli=False)
     schedule: str = field("constant", "Learning rate: constant, or cosine or linear decay to 0 over "
                                       "the run (SCHEDULES).", choices=SCHEDULES)
     augment: bool = field(False, "Random augmentation layers, active in training only.")

@@ -77,6 +77,16 @@ def test_bad_recipe_values_are_one_line(runner, bad, message):
     assert res.exit_code in (1, 2) and message in res.output and "Traceback" not in res.output
 
 
+def test_s1s_loop_takes_ema_too(runner, tmp_path):
+    """One loop for every recipe: S1's hand-written recipe averages its weights with --ema as well."""
+    from convzoo import checkpoint
+
+    res = invoke(runner, "train", "fashion_mnist", "--model", "fashion-cnn-scratch", "--epochs", "1",
+                 "--limit", "100", "--ema", "0.9", "--data-dir", SAMPLE, "--output", "s1.h5", "--quiet")
+    assert res.exit_code == 0, res.output
+    assert checkpoint.read_meta("s1.h5")["recipe"]["ema"] == 0.9
+
+
 def test_every_trick_trains_saves_loads_and_gives_the_same_outputs(runner, tmp_path):
     from convzoo import checkpoint
     from convzoo.data import mnist
