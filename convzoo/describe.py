@@ -110,14 +110,17 @@ def format_text(d, options=()):
     if d["reported"]:
         lines.append(wrap(f"reported: {d['reported']}", ""))
     lines += ["", "recipe, with every default (set by the train option shown; the others are fixed by the entry):"]
+    rows = []
     for key, value in {**d["recipe"], **d["train_defaults"]}.items():
         flag = key.replace("_", "-")
         flag = (f"--{flag}/--no-{flag}" if isinstance(value, bool) and flag in options else
                 f"--{flag}" if flag in options else "")
         shown = ("on" if value else "off") if isinstance(value, bool) else (
             f"{value:g}" if isinstance(value, float) else str(value))
-        lines.append(f"  {key:<18}{flag:<24}{shown}")
-    lines.append(f"  {'head':<18}{'':<24}{d['head']}")
+        rows.append((key, flag, shown))
+    rows.append(("head", "", d["head"]))
+    width = max(len(flag) for _, flag, _ in rows) + 2  # --bn-scale/--no-bn-scale is 24 characters
+    lines += [f"  {key:<18}{flag:<{width}}{shown}" for key, flag, shown in rows]
     s = d.get("summary")
     if s:
         shape = "x".join(map(str, s["input_shape"]))

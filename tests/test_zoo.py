@@ -174,8 +174,10 @@ def test_models_name_shows_row_recipe_and_layers(runner):
     out = res.output
     assert out.startswith("mnist-cnn: conv 5x5x32 SAME")
     assert "docs/seeds.md row S3: the MNIST convnet" in out and "Adam at 1e-4, mini-batches of 50" in out
-    recipe = {line.split()[0]: line.split()[-1] for line in out.split("recipe, with every default")[1]
-              .split("layers for")[0].strip().splitlines()[1:]}
+    lines = out.split("recipe, with every default")[1].split("layers for")[0].strip().splitlines()[1:]
+    recipe = {line.split()[0]: line.split()[-1] for line in lines}
+    assert "  bn_scale          --bn-scale/--no-bn-scale  on" in lines  # a column apart
+    assert all(len(line.split()) >= 3 for line in lines if "--" in line), lines
     assert recipe["learning_rate"] == "0.0001" and recipe["batch_size"] == "50" and recipe["epochs"] == "5"
     assert recipe["validation_split"] == "0.2" and recipe["output"] == "runs/mnist-cnn.h5"
     dense = [line for line in out.splitlines() if "(Dense)" in line and "(batch, 1024)" in line]
