@@ -20,8 +20,9 @@ def test_every_model_trains_saves_loads_and_predicts(runner, name, tmp_path):
     from convzoo import checkpoint
 
     dataset = zoo.get_spec(name).datasets[0]
+    warmup = ["--warmup-epochs", "0.5"] if zoo.get_spec(name).recipe.warmup_epochs else []  # below 1 epoch
     res = invoke(runner, "train", dataset, "--model", name, "--epochs", "1", "--limit", "300",
-                 "--data-dir", SAMPLE, "--output", "m.h5")
+                 "--data-dir", SAMPLE, "--output", "m.h5", *warmup)
     assert res.exit_code == 0, res.output
     assert "best val_accuracy" in res.output and "epoch 1/1" in res.output
     run = tmp_path / "m_run"
