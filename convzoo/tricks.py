@@ -1,6 +1,6 @@
 """The record recipes' training tricks, each a Recipe field any zoo model can use: a frozen
 patch-whitening first convolution, identity (Dirac) initialisation, batch-norm settings, warm-up
-schedules, label smoothing (its loss is heads.loss's).
+schedules, cutout, label smoothing (its loss is heads.loss's).
 
 Every model stays a plain Sequential of built-in Keras layers (the whitening layer is a frozen
 Conv2D whose weights are computed from training patches), so checkpoints load under the
@@ -28,13 +28,15 @@ def check(recipe, model_name):
     if recipe.warmup_epochs < 0 or recipe.warmup_epochs >= recipe.epochs:
         raise ConvzooError(f"--warmup-epochs {recipe.warmup_epochs:g}: must be at least 0 and below "
                            f"--epochs {recipe.epochs}")
+    if not 0 <= recipe.cutout < 1:
+        raise ConvzooError(f"--cutout {recipe.cutout:g}: the square's side is a fraction of the image's, in [0, 1)")
     if recipe.weight_decay < 0:
         raise ConvzooError(f"--weight-decay {recipe.weight_decay:g}: must be at least 0")
     tta.parse(recipe.tta)
     if takes_layers_from_weights(model_name) and (
-            recipe.whiten or recipe.bn_momentum != 0.99 or not recipe.bn_scale):
+            recipe.whiten or recipe.bn_momentum != 0.99 or not recipe.bn_scale or recipe.cutout):
         raise ConvzooError(f"{model_name} takes its layers from pretrained weights: --whiten, "
-                           f"--bn-momentum and --no-bn-scale would rebuild them")
+                           f"--bn-momentum, --no-bn-scale and --cutout would rebuild them")
 
 
 def takes_layers_from_weights(model_name):
@@ -52,7 +54,7 @@ def apply_to_build(model, recipe):
     bn_differs = any(isinstance(layer, keras.layers.BatchNormalization)
                      and (layer.momentum != recipe.bn_momentum or layer.scale != recipe.bn_scale)
                      for layer in model.layers)
-    if not bn_differs and not (recipe.whiten and not _has_whiten(model)):
+    if not bn_differs and not (recipe.whiten and not _has_whiten(model)) and not recipe.cutout:
         return model
 
     cfg = model.get_config()
@@ -71,7 +73,22 @@ def apply_to_build(model, recipe):
         # "same" keeps every later shape; the builder's own whitening layer (cifar10-air) is "valid"
         conv = whitening_layer(channels, padding="same")
         layers.insert(at + 1, keras.saving.serialize_keras_object(conv))
+    if recipe.cutout:  # after the builder's augmentation, on the 0..255 pixels
+        at = next((i for i, layer in enumerate(layers) if layer["class_name"] == "Rescaling"), None)
+        if at is None:
+            raise ConvzooError(f"{model.name}: no Rescaling layer to put the cutout layer before")
+        layers.insert(at, keras.saving.serialize_keras_object(cutout_layer(recipe.cutout)))
     return keras.Sequential.from_config(cfg)
+
+
+def cutout_layer(side):
+    """Cutout (DeVries and Taylor 2017) as Keras' RandomErasing: in every training image one square
+    of `side` times the image's sides, filled with mid-grey; identity outside training. RandomErasing
+    draws each side as sqrt(U(scale)) of the image's, so scale (side**2, side**2) fixes it."""
+    import keras
+
+    return keras.layers.RandomErasing(factor=(1.0, 1.0), scale=(side * side, side * side),
+                                      fill_value=127.5, value_range=(0, 255), name="cutout")
 
 
 def whitening_layer(channels, padding="valid"):

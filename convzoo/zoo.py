@@ -68,6 +68,9 @@ class Recipe:
                                "each odd-sized Conv2D.")
     tta: str = field("none", "Test-time views evaluate/predict --tta average over: none, mirror, "
                              "shiftN, or mirror+shiftN (stored in the checkpoint).")
+    cutout: float = field(0.0, "Cutout: one square of this fraction of the side set to mid-grey in "
+                               "every training image (Keras RandomErasing, before Rescaling; 0: off).",
+                          min=0, max=1, max_open=True)
 
     def with_overrides(self, **given):
         """A copy with the options the user actually set (None means not set)."""

@@ -1,5 +1,5 @@
-"""The record recipes' fields: whitening, Dirac init, batch norm, schedules, label smoothing, EMA
-and TTA, each through build, train, save and load; hostile variants refused by the allowlist."""
+"""The record recipes' fields: whitening, Dirac init, batch norm, schedules, label smoothing, EMA,
+cutout and TTA, each through build, train, save and load; hostile variants refused by the allowlist."""
 import json
 
 import numpy as np
@@ -11,7 +11,7 @@ from convzoo.errors import CheckpointError, ConvzooError
 
 TRICKS = ["--label-smoothing", "0.1", "--ema", "0.9", "--warmup-epochs", "0.5", "--schedule", "linear",
           "--weight-decay", "0.01", "--bn-momentum", "0.5", "--no-bn-scale", "--whiten", "--dirac",
-          "--tta", "mirror+shift1"]
+          "--tta", "mirror+shift1", "--cutout", "0.25"]
 
 
 def test_whitening_weights_whiten_patches():
@@ -69,12 +69,18 @@ def test_label_smoothing_loss():
 @pytest.mark.parametrize("bad, message", [
     (["--label-smoothing", "1"], "--label-smoothing"), (["--ema", "1.5"], "--ema"),
     (["--warmup-epochs", "5"], "--warmup-epochs"), (["--tta", "spin"], "--tta 'spin'"),
-    (["--tta", "shift9"], "shiftN"), (["--schedule", "steps"], "Invalid value"),
+    (["--tta", "shift9"], "shiftN"), (["--schedule", "steps"], "Invalid value"), (["--cutout", "1"], "--cutout"),
 ])
 def test_bad_recipe_values_are_one_line(runner, bad, message):
     res = invoke(runner, "train", "fashion_mnist", "--model", "fashion-vgg", "--epochs", "2", *bad,
                  "--data-dir", SAMPLE)
     assert res.exit_code in (1, 2) and message in res.output and "Traceback" not in res.output
+
+
+def test_a_stored_recipe_is_checked_as_the_options_are():
+    """A checkpoint's recipe (resume, --weights) skips click's ranges: check() bounds it."""
+    with pytest.raises(ConvzooError, match="--cutout 5: the square's side"):
+        tricks.check(zoo.Recipe(cutout=5.0), "fashion-vgg")
 
 
 def test_s1s_loop_takes_ema_too(runner, tmp_path):
@@ -98,8 +104,9 @@ def test_every_trick_trains_saves_loads_and_gives_the_same_outputs(runner, tmp_p
     model, meta = checkpoint.load("m.h5")
     r = meta["recipe"]
     assert (r["label_smoothing"], r["ema"], r["warmup_epochs"], r["schedule"], r["bn_momentum"],
-            r["bn_scale"], r["whiten"], r["dirac"], r["tta"]) == (
-        0.1, 0.9, 0.5, "linear", 0.5, False, True, True, "mirror+shift1")
+            r["bn_scale"], r["whiten"], r["dirac"], r["tta"], r["cutout"]) == (
+        0.1, 0.9, 0.5, "linear", 0.5, False, True, True, "mirror+shift1", 0.25)
+    assert not any(type(la).__name__.startswith("Random") for la in model.layers)  # saved without them
     whiten = model.get_layer("whiten")
     assert not whiten.trainable and model.layers.index(whiten) == 1  # right after Rescaling
     bns = [la for la in model.layers if type(la).__name__ == "BatchNormalization"]
@@ -124,6 +131,22 @@ def test_every_trick_trains_saves_loads_and_gives_the_same_outputs(runner, tmp_p
     res = invoke(runner, "predict", SAMPLE / "samples" / "fashion_mnist_9999_Sandal.png", "--model", "m.h5",
                  "--tta", "--json")
     assert res.exit_code == 0 and json.loads(res.stdout)[0]["predictions"]
+
+
+def test_cutout_greys_one_square_in_training_only():
+    from convzoo import backend, nets
+
+    backend.load()
+    model = tricks.apply_to_build(zoo.build_model("fashion-cnn", "fashion_mnist", (28, 28, 1), 10),
+                                  zoo.Recipe(cutout=0.25))
+    names = [type(la).__name__ for la in model.layers]
+    assert names.index("RandomErasing") == names.index("Rescaling") - 1  # on the 0..255 pixels
+    x = np.zeros((8, 28, 28, 1), np.uint8)
+    out = np.asarray(model.get_layer("cutout")(x, training=True))
+    assert [int((o == 127.5).sum()) for o in out] == [7 * 7] * 8  # a 7x7 square: 0.25 of 28
+    assert ((out == 127.5) | (out == 0)).all()
+    np.testing.assert_array_equal(np.asarray(model.get_layer("cutout")(x, training=False)), x)
+    assert "RandomErasing" not in [type(la).__name__ for la in nets.inference_model(model).layers]
 
 
 def test_tta_views_and_weights():
@@ -159,6 +182,9 @@ def test_tta_views_of_old_checkpoints():
      "class 'function'"),
     ({"class_name": "Conv2D", "module": "keras.layers", "config": {"kernel_initializer": "Dirac"}},
      "kernel_initializer"),
+    # cutout acts in training only: checkpoints are saved without it, so none may carry one
+    ({"class_name": "RandomErasing", "module": "keras.layers", "config": {"factor": [1.0, 1.0]}},
+     "class 'RandomErasing'"),
 ])
 def test_hostile_variants_of_the_new_layers_are_refused(node, found):
     from convzoo import checkpoint
@@ -182,6 +208,8 @@ def test_the_new_layers_pass_the_allowlist_and_load_safely(tmp_path):
 def test_pretrained_entries_refuse_rebuilding_tricks():
     with pytest.raises(ConvzooError, match="--whiten"):
         tricks.check(zoo.Recipe(whiten=True), "vgg16-features")
+    with pytest.raises(ConvzooError, match="--cutout would rebuild"):
+        tricks.check(zoo.Recipe(cutout=0.25), "catsdogs-transfer")
 
 
 @pytest.mark.parametrize("model, dataset", [("catsdogs-transfer", "cats_vs_dogs"), ("transfer", "cifar10")])
