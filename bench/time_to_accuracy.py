@@ -92,7 +92,8 @@ def markdown(rows):
     out = ["| run | model | epochs | min/epoch | images/s | minutes to validation accuracy | final val "
            "| best val | test | test --tta |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        reached = ", ".join(f"{t}: {'not yet' if m is None else f'{m} min'}"
+        going = r["epochs_planned"] and r["epochs"] < r["epochs_planned"]  # a run still training
+        reached = ", ".join(f"{t}: {('not yet' if going else 'not reached') if m is None else f'{m} min'}"
                             for t, m in r["minutes_to_val"].items())
         epochs = f"{r['epochs']}" + (f"/{r['epochs_planned']}" if r["epochs_planned"] else "")
         out.append(f"| {r['run']} | {r['model']} | {epochs} | {r['minutes_per_epoch']} | "

@@ -32,3 +32,6 @@ def test_time_to_accuracy_reads_a_run_folder(tmp_path):
     r = json.loads(out.stdout)["runs"][0]
     assert r["minutes_to_val"] == {"85%": 3.0, "90%": 3.0, "94%": None} and r["final_val_accuracy"] == 0.93
     assert r["minutes"] == 4.0 and r["epochs"] == 3
+    table = subprocess.run([sys.executable, str(ROOT / "bench" / "time_to_accuracy.py"), str(run), "--no-peak"],
+                           capture_output=True, text=True, timeout=300).stdout
+    assert "94%: not reached |" in table  # no planned epochs left to run: not "not yet"
