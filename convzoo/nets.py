@@ -139,10 +139,11 @@ def _air(input_shape, num_classes, augment, flip, name):
     def bn():
         return layers.BatchNormalization(momentum=0.4, scale=False)
 
-    # airbench: flips and 2-pixel reflected translations (digits get no flips)
-    shift = 2 / input_shape[0]
-    aug = ([layers.RandomFlip("horizontal")] if flip else []) + \
-        [layers.RandomTranslation(shift, shift, fill_mode="reflect", interpolation="nearest")] if augment else []
+    aug = []
+    if augment:  # airbench: flips and 2-pixel reflected translations (digits get no flips)
+        aug = [layers.RandomFlip("horizontal")] if flip else []
+        shift = 2 / input_shape[0]
+        aug.append(layers.RandomTranslation(shift, shift, fill_mode="reflect", interpolation="nearest"))
     body = [tricks.whitening_layer(input_shape[-1]), layers.Activation("gelu")]
     for width in (64, 256, 256):
         body += [layers.Conv2D(width, 3, padding="same", use_bias=False), layers.MaxPooling2D(2),
