@@ -34,6 +34,10 @@ def optimizer(keras, recipe, steps_per_epoch, decay_from=0):
     lr = tricks.schedule(keras, dataclasses.replace(recipe, epochs=recipe.epochs - decay_from), steps_per_epoch)
     if decay_from and not isinstance(lr, float):
         lr = _shifted(keras, lr, steps_per_epoch * decay_from)
+    if recipe.optimizer != "adam" and recipe.momentum:
+        opts["momentum"] = recipe.momentum
+    if recipe.nesterov:
+        opts["nesterov"] = True
     return {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop,
             "sgd": keras.optimizers.SGD}[recipe.optimizer](
         learning_rate=lr, weight_decay=recipe.weight_decay or None, **opts)

@@ -30,6 +30,12 @@ def check(recipe, model_name):
                            f"--epochs {recipe.epochs}")
     if not 0 <= recipe.cutout < 1:
         raise ConvzooError(f"--cutout {recipe.cutout:g}: the square's side is a fraction of the image's, in [0, 1)")
+    if not 0 <= recipe.momentum < 1:
+        raise ConvzooError(f"--momentum {recipe.momentum:g}: must be in [0, 1)")
+    if recipe.momentum and recipe.optimizer == "adam":
+        raise ConvzooError("--momentum is for sgd and rmsprop: Adam's momentum is built in (beta_1)")
+    if recipe.nesterov and (recipe.optimizer != "sgd" or not recipe.momentum):
+        raise ConvzooError("--nesterov needs --optimizer sgd and a --momentum above 0")
     if recipe.weight_decay < 0:
         raise ConvzooError(f"--weight-decay {recipe.weight_decay:g}: must be at least 0")
     tta.parse(recipe.tta)

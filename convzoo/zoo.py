@@ -38,6 +38,9 @@ class Recipe:
 
     optimizer: str = field("adam", "The optimizer.", choices=OPTIMIZERS)
     learning_rate: float = field(1e-3, "The optimizer's (initial) learning rate.", min=0, min_open=True)
+    momentum: float = field(0.0, "Momentum of sgd and rmsprop (0: none; Adam's is built in).",
+                            min=0, max=1, max_open=True)
+    nesterov: bool = field(False, "Nesterov momentum (sgd with --momentum above 0).")
     batch_size: int = field(32, "Images per step: the global batch, split across the replicas with "
                                 "--distribute.", min=1)
     epochs: int = field(10, "Passes over the training images.", min=1)

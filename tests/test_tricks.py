@@ -70,6 +70,9 @@ def test_label_smoothing_loss():
     (["--label-smoothing", "1"], "--label-smoothing"), (["--ema", "1.5"], "--ema"),
     (["--warmup-epochs", "5"], "--warmup-epochs"), (["--tta", "spin"], "--tta 'spin'"),
     (["--tta", "shift9"], "shiftN"), (["--schedule", "steps"], "Invalid value"), (["--cutout", "1"], "--cutout"),
+    (["--momentum", "0.9"], "--momentum is for sgd and rmsprop"), (["--momentum", "1"], "Invalid value"),
+    (["--optimizer", "sgd", "--nesterov"], "--nesterov needs"),
+    (["--optimizer", "rmsprop", "--momentum", "0.9", "--nesterov"], "--nesterov needs"),
 ])
 def test_bad_recipe_values_are_one_line(runner, bad, message):
     res = invoke(runner, "train", "fashion_mnist", "--model", "fashion-vgg", "--epochs", "2", *bad,
@@ -252,3 +255,17 @@ def test_ema_weights_are_the_average_at_every_epoch_end():
     model.fit(x, (x[:, 0] > 0).astype("int32"), batch_size=8, epochs=2, verbose=0, shuffle=False,
               callbacks=[Check()])
     assert same == [True, True] and int(opt.iterations.numpy()) == 10
+
+
+@pytest.mark.parametrize("name, momentum, nesterov", [("sgd", 0.9, True), ("sgd", 0.85, False),
+                                                      ("rmsprop", 0.5, False), ("sgd", 0.0, False)])
+def test_momentum_reaches_the_optimizer(name, momentum, nesterov):
+    import keras
+
+    from convzoo import train
+
+    recipe = zoo.Recipe(optimizer=name, momentum=momentum, nesterov=nesterov)
+    tricks.check(recipe, "fashion-vgg")
+    opt = train.optimizer(keras, recipe, 5)
+    assert type(opt).__name__ == {"sgd": "SGD", "rmsprop": "RMSprop"}[name]
+    assert opt.momentum == momentum and getattr(opt, "nesterov", False) == nesterov
