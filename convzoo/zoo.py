@@ -202,7 +202,7 @@ AIR_LAYERS = "frozen 2x2 whitening conv - GELU - 3 blocks (conv - pool - BN - GE
              " 64/256/256 - pool 3 - dense"
 register(ModelSpec(
     name="cifar10-air", datasets=("cifar10",), source="S4+",
-    description=f"airbench94 as a Sequential: {AIR_LAYERS} 10; flip + 2 px shifts",
+    description=f"airbench94 as a Sequential: {AIR_LAYERS} 10; flip + 2 px shifts + cutout",
     # no --ema: Keras' use_ema replaces the weights by their average once per epoch, which pulled a
     # short run back towards its start (17% validation after 2 of 4 epochs of 4,000 images, 39% without)
     # cutout 0.375 (cifar_94's trick): 88.05% against 87.59% without, same seed and 32 epochs
