@@ -213,7 +213,8 @@ register(ModelSpec(
 register(ModelSpec(
     name="fashion-air", datasets=("fashion_mnist",), source="S2+",
     description=f"cifar10-air's net and tricks on 28x28 grey: {AIR_LAYERS} 10; flip + 2 px shifts",
-    recipe=AIR.with_overrides(epochs=12),
+    # 40 epochs: 94.73% (95.23% with --tta) against 94.68% at 24 and 93.96% at 12, seed 0
+    recipe=AIR.with_overrides(epochs=40),
     params=1_964_456,
     reported="best plain conv net in the dataset's tracker: 94.03% (zalandoresearch/fashion-mnist #148)",
 ))
