@@ -133,9 +133,33 @@ def _calibration(meta, data_dir, count, seed=0):
     return x[np.sort(pick)]
 
 
+def _erf_gelu(model):
+    """The same model with exact GELU written with erf: TensorFlow's uses erfc, which tf2onnx emits
+    as an Erfc node that ONNX does not have (the air nets' export failed with INVALID_GRAPH)."""
+    import keras
+    import tensorflow as tf
+
+    def gelu(x):
+        return 0.5 * x * (1.0 + tf.math.erf(x * 0.7071067811865476))
+
+    def swap(layer):
+        if isinstance(layer, keras.layers.Activation) and \
+                getattr(layer.activation, "__name__", "") == "gelu":
+            return keras.layers.Activation(gelu, name=layer.name)
+        return layer.__class__.from_config(layer.get_config())
+
+    if not any(isinstance(l, keras.layers.Activation) and getattr(l.activation, "__name__", "") == "gelu"
+               for l in model.layers):
+        return model
+    clone = keras.models.clone_model(model, clone_function=swap)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
 def _write_onnx(model, tmp, meta):
     import onnx
 
+    model = _erf_gelu(model)
     model(np.zeros((1, *meta["input_shape"]), np.float32))  # Keras exports to ONNX only a model once called
     model.export(tmp, format="onnx", verbose=False)
     proto = onnx.load(tmp)
