@@ -142,14 +142,15 @@ def _erf_gelu(model):
     def gelu(x):
         return 0.5 * x * (1.0 + tf.math.erf(x * 0.7071067811865476))
 
+    def is_gelu(layer):
+        return isinstance(layer, keras.layers.Activation) and getattr(layer.activation, "__name__", "") == "gelu"
+
     def swap(layer):
-        if isinstance(layer, keras.layers.Activation) and \
-                getattr(layer.activation, "__name__", "") == "gelu":
+        if is_gelu(layer):
             return keras.layers.Activation(gelu, name=layer.name)
         return layer.__class__.from_config(layer.get_config())
 
-    if not any(isinstance(l, keras.layers.Activation) and getattr(l.activation, "__name__", "") == "gelu"
-               for l in model.layers):
+    if not any(is_gelu(layer) for layer in model.layers):
         return model
     clone = keras.models.clone_model(model, clone_function=swap)
     clone.set_weights(model.get_weights())
