@@ -18,7 +18,8 @@ train() {  # train OUTFILE ARGS...
 }
 
 if [ "$WHAT" = release ] || [ "$WHAT" = all ]; then
-  train "$OUT/release/mnist.h5" mnist --model mnist-vgg
+  train "$OUT/release/mnist.h5" mnist --model mnist-air --precision "$PRECISION"
+  convzoo evaluate "$OUT/release/mnist.h5" --data-dir "$DATA" --tta --record | sed -n 3p
   train "$OUT/release/fashion_mnist.h5" fashion_mnist --model fashion-air --precision "$PRECISION"
   convzoo evaluate "$OUT/release/fashion_mnist.h5" --data-dir "$DATA" --tta --record | sed -n 3p
   train "$OUT/release/cifar10.h5" cifar10 --model cifar10-air --precision "$PRECISION"
