@@ -8,17 +8,18 @@ TensorFlow is imported inside functions; Keras comes in as an argument.
 """
 import time
 
-from convzoo import heads
+from convzoo import heads, tricks
 from convzoo.runstate import check_finite
 
 
-def steps(keras, model, optimizer, loss_fn, head, class_weights=None):
+def steps(keras, model, optimizer, loss_fn, head, class_weights=None, grad_scales=None):
     """(train_batch, val_batch): tf.functions that run one global batch through strategy.run on
     every replica of the current strategy and return [loss sum, right answers, images] summed
     over the replicas. The loss is the mean over the global batch (the optimizer sums the
     replicas' gradients), plus the model's regularization losses. class_weights (one per class)
     weight each training image's loss as Keras fit's class_weight does: sum(w * loss) / images;
-    accuracy and validation stay unweighted, as fit's metrics=["accuracy"] and evaluate are."""
+    accuracy and validation stay unweighted, as fit's metrics=["accuracy"] and evaluate are.
+    grad_scales (one per trainable variable, tricks.gradient_scales) multiply the gradients."""
     import tensorflow as tf
 
     strat = tf.distribute.get_strategy()
@@ -42,6 +43,8 @@ def steps(keras, model, optimizer, loss_fn, head, class_weights=None):
             if model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
         grads = tape.gradient(loss, model.trainable_variables)
+        if grad_scales:
+            grads = [g if s == 1 else g * s for g, s in zip(grads, grad_scales)]
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return totals
 
@@ -65,7 +68,8 @@ def custom(keras, run, loss_fn, train_batches, val_batches, class_weights=None):
     worker runs every step, save and collective op in the same order, and sees the same reduced
     totals. As Keras fit does, a run that trained ends with the optimizer's final weights (--ema:
     the average)."""
-    train_batch, val_batch = steps(keras, run.model, run.optimizer, loss_fn, run.spec.head, class_weights)
+    train_batch, val_batch = steps(keras, run.model, run.optimizer, loss_fn, run.spec.head, class_weights,
+                                   tricks.gradient_scales(run.model, run.p.recipe))
     step = 0
 
     def over(batches, fn, epoch, train):

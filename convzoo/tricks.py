@@ -1,6 +1,7 @@
 """The record recipes' training tricks, each a Recipe field any zoo model can use: a frozen
 patch-whitening first convolution, identity (Dirac) initialisation, batch-norm settings, warm-up
-schedules, cutout, label smoothing (its loss is heads.loss's).
+schedules, cutout, a logit scale, a batch-norm shift learning rate, label smoothing (its loss
+is heads.loss's).
 
 Every model stays a plain Sequential of built-in Keras layers (the whitening layer is a frozen
 Conv2D whose weights are computed from training patches), so checkpoints load under the
@@ -12,6 +13,7 @@ from convzoo.errors import ConvzooError
 
 WHITEN_NAME = "whiten"
 WHITEN_IMAGES = 5000  # airbench fits its whitening on 5,000 training images
+LOGIT_SCALE_NAME = "logit_scale"
 WHITEN_EPS = 5e-4  # airbench's eps on the eigenvalues (pixels scaled to 0..1)
 
 
@@ -38,11 +40,15 @@ def check(recipe, model_name):
         raise ConvzooError("--nesterov needs --optimizer sgd and a --momentum above 0")
     if recipe.weight_decay < 0:
         raise ConvzooError(f"--weight-decay {recipe.weight_decay:g}: must be at least 0")
+    if recipe.bias_lr != 1 and recipe.optimizer != "sgd":
+        raise ConvzooError(f"--bias-lr {recipe.bias_lr:g} needs --optimizer sgd: {recipe.optimizer} "
+                           f"divides a scaled gradient by its own size")
     tta.parse(recipe.tta)
     if takes_layers_from_weights(model_name) and (
-            recipe.whiten or recipe.bn_momentum != 0.99 or not recipe.bn_scale or recipe.cutout):
+            recipe.whiten or recipe.bn_momentum != 0.99 or not recipe.bn_scale or recipe.cutout
+            or recipe.logit_scale != 1):
         raise ConvzooError(f"{model_name} takes its layers from pretrained weights: --whiten, "
-                           f"--bn-momentum, --no-bn-scale and --cutout would rebuild them")
+                           f"--bn-momentum, --no-bn-scale, --cutout and --logit-scale would rebuild them")
 
 
 def takes_layers_from_weights(model_name):
@@ -60,7 +66,9 @@ def apply_to_build(model, recipe):
     bn_differs = any(isinstance(layer, keras.layers.BatchNormalization)
                      and (layer.momentum != recipe.bn_momentum or layer.scale != recipe.bn_scale)
                      for layer in model.layers)
-    if not bn_differs and not (recipe.whiten and not _has_whiten(model)) and not recipe.cutout:
+    scale_logits = recipe.logit_scale != 1 and not any(l.name == LOGIT_SCALE_NAME for l in model.layers)
+    if not bn_differs and not (recipe.whiten and not _has_whiten(model)) and not recipe.cutout \
+            and not scale_logits:
         return model
 
     cfg = model.get_config()
@@ -84,6 +92,14 @@ def apply_to_build(model, recipe):
         if at is None:
             raise ConvzooError(f"{model.name}: no Rescaling layer to put the cutout layer before")
         layers.insert(at, keras.saving.serialize_keras_object(cutout_layer(recipe.cutout)))
+    if scale_logits:  # Dense(activation) -> Dense(linear), Rescaling(scale), Activation
+        head = layers[-1]
+        if head["class_name"] != "Dense":
+            raise ConvzooError(f"{model.name}: --logit-scale needs a Dense last layer")
+        activation, head["config"]["activation"] = head["config"]["activation"], "linear"
+        layers += [keras.saving.serialize_keras_object(layer) for layer in (
+            keras.layers.Rescaling(recipe.logit_scale, name=LOGIT_SCALE_NAME),
+            keras.layers.Activation(activation, dtype="float32", name="head_activation"))]
     return keras.Sequential.from_config(cfg)
 
 
@@ -198,3 +214,15 @@ def _warmup_schedule(keras):
                     "decay": self.decay}
 
     return WarmupDecay
+
+
+def gradient_scales(model, recipe):
+    """One factor per trainable variable: --bias-lr for the batch-norm shifts (beta), 1 elsewhere;
+    None when all are 1. Under SGD a gradient scaled by k is a learning rate k times larger."""
+    import keras
+
+    if recipe.bias_lr == 1:
+        return None
+    shifts = {id(layer.beta) for layer in model.layers
+              if isinstance(layer, keras.layers.BatchNormalization) and layer.center}
+    return [recipe.bias_lr if id(v) in shifts else 1.0 for v in model.trainable_variables]

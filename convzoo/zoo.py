@@ -74,6 +74,10 @@ class Recipe:
     cutout: float = field(0.0, "Cutout: one square of this fraction of the side set to mid-grey in "
                                "every training image (Keras RandomErasing, before Rescaling; 0: off).",
                           min=0, max=1, max_open=True)
+    logit_scale: float = field(1.0, "The logits multiplied by this before the softmax or sigmoid (a "
+                                    "Rescaling layer; airbench: 1/9; 1: none).", min=0, min_open=True)
+    bias_lr: float = field(1.0, "Learning-rate multiplier of the batch-norm shifts (their gradients "
+                                "scaled; sgd only; airbench: 64).", min=0, min_open=True)
 
     def with_overrides(self, **given):
         """A copy with the options the user actually set (None means not set)."""

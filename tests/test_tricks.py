@@ -1,5 +1,5 @@
 """The record recipes' fields: whitening, Dirac init, batch norm, schedules, label smoothing, EMA,
-cutout and TTA, each through build, train, save and load; hostile variants refused by the allowlist."""
+cutout, TTA, logit scale and batch-norm shift learning rate, each through build, train, save and load; hostile variants refused by the allowlist."""
 import json
 
 import numpy as np
@@ -73,6 +73,7 @@ def test_label_smoothing_loss():
     (["--momentum", "0.9"], "--momentum is for sgd and rmsprop"), (["--momentum", "1"], "Invalid value"),
     (["--optimizer", "sgd", "--nesterov"], "--nesterov needs"),
     (["--optimizer", "rmsprop", "--momentum", "0.9", "--nesterov"], "--nesterov needs"),
+    (["--bias-lr", "64"], "--bias-lr 64 needs --optimizer sgd"), (["--logit-scale", "0"], "Invalid value"),
 ])
 def test_bad_recipe_values_are_one_line(runner, bad, message):
     res = invoke(runner, "train", "fashion_mnist", "--model", "fashion-vgg", "--epochs", "2", *bad,
@@ -211,8 +212,71 @@ def test_the_new_layers_pass_the_allowlist_and_load_safely(tmp_path):
 def test_pretrained_entries_refuse_rebuilding_tricks():
     with pytest.raises(ConvzooError, match="--whiten"):
         tricks.check(zoo.Recipe(whiten=True), "vgg16-features")
-    with pytest.raises(ConvzooError, match="--cutout would rebuild"):
+    with pytest.raises(ConvzooError, match="--logit-scale would rebuild"):
         tricks.check(zoo.Recipe(cutout=0.25), "catsdogs-transfer")
+    with pytest.raises(ConvzooError, match="--logit-scale would rebuild"):
+        tricks.check(zoo.Recipe(logit_scale=0.5), "transfer")
+
+
+@pytest.mark.parametrize("head", ["softmax", "sigmoid"])
+def test_logit_scale_divides_the_logits_before_the_activation(tmp_path, head):
+    """--logit-scale s: the head's Dense becomes linear, then Rescaling(s), then its activation; the
+    outputs are the activation of s times the plain model's logits, and the model loads safely."""
+    import keras
+
+    from convzoo import checkpoint
+
+    classes = 1 if head == "sigmoid" else 10
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255),
+                              keras.layers.Conv2D(4, 3), keras.layers.Flatten(),
+                              keras.layers.Dense(classes, activation=head)])
+    scaled = tricks.apply_to_build(model, zoo.Recipe(logit_scale=0.25))
+    assert [type(la).__name__ for la in scaled.layers[-3:]] == ["Dense", "Rescaling", "Activation"]
+    assert scaled.layers[-3].get_config()["activation"] == "linear"
+    scaled.set_weights(model.get_weights())
+    x = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)).astype(np.uint8)
+    dense = model.layers[-1]
+    logits = np.asarray(keras.Sequential(model.layers[:-1])(x)) @ dense.kernel.numpy() + dense.bias.numpy()
+    want = np.asarray(keras.activations.get(head)(0.25 * logits))
+    np.testing.assert_allclose(np.asarray(scaled(x)), want, atol=1e-5)
+    if head == "softmax":
+        checkpoint.save(scaled, tmp_path / "s.h5", tiny_meta("cifar10"))
+        loaded, _ = checkpoint.load(tmp_path / "s.h5")  # safe_mode=True, nothing registered
+        np.testing.assert_allclose(np.asarray(loaded(x)), want, atol=1e-5)
+    assert tricks.apply_to_build(scaled, zoo.Recipe(logit_scale=0.25)) is scaled  # not twice
+
+
+def test_bias_lr_scales_the_batch_norm_shifts_gradients_only():
+    """Under SGD, --bias-lr k moves each batch-norm shift k times as far as the plain run does in
+    one step, and every other weight exactly as far."""
+    import keras
+
+    from convzoo import heads, loop, train
+
+    def one_step(bias_lr):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(3, 3, use_bias=False),
+                                  keras.layers.BatchNormalization(scale=False), keras.layers.Flatten(),
+                                  keras.layers.Dense(2, activation="softmax")])
+        recipe = zoo.Recipe(optimizer="sgd", learning_rate=0.1, bias_lr=bias_lr)
+        before = [v.numpy().copy() for v in model.trainable_variables]
+        opt = train.optimizer(keras, recipe, 1)
+        step, _ = loop.steps(keras, model, opt, heads.loss(keras, "softmax"), "softmax",
+                             grad_scales=tricks.gradient_scales(model, recipe))
+        x = np.random.default_rng(1).normal(size=(8, 4, 4, 1)).astype("float32")
+        step(x, np.arange(8) % 2)
+        return [v.path for v in model.trainable_variables], \
+            [v.numpy() - b for v, b in zip(model.trainable_variables, before)]
+
+    names, plain = one_step(1.0)
+    _, fast = one_step(64.0)
+    assert tricks.gradient_scales(keras.Sequential([keras.Input((2,))]), zoo.Recipe()) is None
+    for name, a, b in zip(names, plain, fast):
+        if name.endswith("beta"):
+            assert np.abs(a).max() > 0
+            np.testing.assert_allclose(b, 64 * a, rtol=1e-4)
+        else:
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-8)
 
 
 @pytest.mark.parametrize("model, dataset", [("catsdogs-transfer", "cats_vs_dogs"), ("transfer", "cifar10")])

@@ -80,7 +80,7 @@ def test_reproduce_commands_parse_back_to_the_recipe():
     changed = {"optimizer": "sgd", "learning_rate": 0.0123, "batch_size": 7, "epochs": 3, "schedule": "linear",
                "validation_split": 0.25, "precision": "mixed_bfloat16", "label_smoothing": 0.1, "ema": 0.999,
                "warmup_epochs": 1.5, "weight_decay": 5e-4, "bn_momentum": 0.9, "tta": "mirror", "cutout": 0.25,
-               "momentum": 0.85}
+               "momentum": 0.85, "logit_scale": 0.25, "bias_lr": 8.0}
     missing = [f.name for f in zoo.options() if f.type is not bool and f.name not in changed]
     assert not missing, f"give {missing} a changed value in this test"
     spec = zoo.get_spec("mnist-cnn")
