@@ -41,11 +41,15 @@ def conv_blocks(model, with_conv=False):
 
 
 def _logits(layer, x):
-    """The last Dense layer without its softmax/sigmoid: Grad-CAM on saturated probabilities fades."""
+    """The last layer without its softmax/sigmoid: Grad-CAM on saturated probabilities fades. A
+    Dense with the activation gives its pre-activation; a separate Activation layer (--logit-scale's
+    head) gives its input."""
     import keras
 
-    if isinstance(layer, keras.layers.Dense) and layer.activation in (
-            keras.activations.softmax, keras.activations.sigmoid):
+    squash = (keras.activations.softmax, keras.activations.sigmoid)
+    if isinstance(layer, keras.layers.Activation) and layer.activation in squash:
+        return x
+    if isinstance(layer, keras.layers.Dense) and layer.activation in squash:
         z = keras.ops.matmul(x, layer.kernel)
         return z + layer.bias if layer.use_bias else z
     return layer(x, training=False)

@@ -92,3 +92,21 @@ def test_explain_command_on_a_photo(runner, tmp_path):
     res = invoke(runner, "explain", photo, "--model", "mnist", "--output", "out3", "--class", "7",
                  "--overwrite")
     assert res.exit_code == 0
+
+
+def test_a_logit_scale_head_gives_its_scaled_logits_not_probabilities():
+    """--logit-scale's head (Dense linear - Rescaling - Activation softmax): forward() returns the
+    scaled logits, as it does a softmax Dense's pre-activation, so Grad-CAM does not fade."""
+    from convzoo import heads, tricks, zoo
+
+    model = _fit("softmax")
+    scaled = tricks.apply_to_build(model, zoo.Recipe(logit_scale=0.5))
+    scaled.set_weights(model.get_weights())
+    x, _ = _images(8, np.random.default_rng(1))
+    plain = explain.forward(model, x.astype(np.float32))[0].numpy()
+    logits = explain.forward(scaled, x.astype(np.float32))[0].numpy()
+    np.testing.assert_allclose(logits, 0.5 * plain, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(heads.probabilities(logits, "softmax", activated=False),
+                               np.asarray(scaled(x)), atol=1e-5)
+    cam, c, p = explain.gradcam(scaled, x[0], "softmax")
+    assert cam.shape == (SIZE, SIZE) and cam.max() > 0 and 0 <= p <= 1
