@@ -8,7 +8,7 @@ TensorFlow is imported inside functions; Keras comes in as an argument.
 """
 import time
 
-from convzoo import heads, tricks
+from convzoo import heads
 from convzoo.runstate import check_finite
 
 
@@ -62,14 +62,14 @@ def steps(keras, model, optimizer, loss_fn, head, class_weights=None, grad_scale
     return train_batch, val_batch
 
 
-def custom(keras, run, loss_fn, train_batches, val_batches, class_weights=None):
+def custom(keras, run, loss_fn, train_batches, val_batches, class_weights=None, grad_scales=None):
     """The custom loop over the epochs left. train_batches(epoch) and val_batches() give (x, y)
     batches: datasets or arrays on one device, distributed datasets under --distribute. Every
     worker runs every step, save and collective op in the same order, and sees the same reduced
     totals. As Keras fit does, a run that trained ends with the optimizer's final weights (--ema:
-    the average)."""
+    the average). grad_scales: as steps() takes them."""
     train_batch, val_batch = steps(keras, run.model, run.optimizer, loss_fn, run.spec.head, class_weights,
-                                   tricks.gradient_scales(run.model, run.p.recipe))
+                                   grad_scales)
     step = 0
 
     def over(batches, fn, epoch, train):

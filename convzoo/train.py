@@ -154,18 +154,19 @@ def _loop(p, keras, strategy, run, opts, started):
         log("class weights (balanced): " + ", ".join(f"{run.info.classes[c]} {w:.3f}" for c, w in weights.items()))
     weights = weights and [weights[c] for c in range(len(weights))]
     loss = heads.loss(keras, spec.head, p.recipe.label_smoothing)
+    scales = tricks.gradient_scales(run.model, p.recipe)
     if strategy is not None:  # S1 distributes its own batches: a dataset per epoch in its order
         train = (lambda epoch: pipeline(x_tr, y_tr, bs, order=tape_order(p.seed, epoch, len(y_tr)))) \
             if p.recipe.loop == "tape" else pipeline(x_tr, y_tr, bs, shuffle_seed=p.seed)
         train_batches, val_batches = distributed.datasets(strategy, run, train, pipeline(x_va, y_va, bs))
         with distributed.worker_errors(run):
-            loop.custom(keras, run, loss, train_batches, val_batches, weights)
+            loop.custom(keras, run, loss, train_batches, val_batches, weights, scales)
         return
     if p.recipe.loop == "tape":
         train_batches, val_batches = tape_batches(run)
     else:
         train_batches, val_batches = fit_batches(run)
-    loop.custom(keras, run, loss, train_batches, val_batches, weights)
+    loop.custom(keras, run, loss, train_batches, val_batches, weights, scales)
 
 
 def tape_batches(run):
