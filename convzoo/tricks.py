@@ -40,6 +40,10 @@ def check(recipe, model_name):
         raise ConvzooError("--nesterov needs --optimizer sgd and a --momentum above 0")
     if recipe.weight_decay < 0:
         raise ConvzooError(f"--weight-decay {recipe.weight_decay:g}: must be at least 0")
+    if not recipe.logit_scale > 0:  # also NaN: a stored recipe skips click's ranges
+        raise ConvzooError(f"--logit-scale {recipe.logit_scale:g}: must be above 0")
+    if not recipe.bias_lr > 0:
+        raise ConvzooError(f"--bias-lr {recipe.bias_lr:g}: must be above 0")
     if recipe.bias_lr != 1 and recipe.optimizer != "sgd":
         raise ConvzooError(f"--bias-lr {recipe.bias_lr:g} needs --optimizer sgd: {recipe.optimizer} "
                            f"divides a scaled gradient by its own size")

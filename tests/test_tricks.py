@@ -85,6 +85,11 @@ def test_a_stored_recipe_is_checked_as_the_options_are():
     """A checkpoint's recipe (resume, --weights) skips click's ranges: check() bounds it."""
     with pytest.raises(ConvzooError, match="--cutout 5: the square's side"):
         tricks.check(zoo.Recipe(cutout=5.0), "fashion-vgg")
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ConvzooError, match="--logit-scale .*: must be above 0"):
+            tricks.check(zoo.Recipe(logit_scale=bad), "fashion-vgg")
+        with pytest.raises(ConvzooError, match="--bias-lr .*: must be above 0"):
+            tricks.check(zoo.Recipe(optimizer="sgd", bias_lr=bad), "fashion-vgg")
 
 
 def test_s1s_loop_takes_ema_too(runner, tmp_path):
